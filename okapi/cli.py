@@ -45,13 +45,14 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:
     """Run a stage's main; user errors become one line on stderr and exit code 2."""
+    from okapi.llama_server import EmbeddedServerError
     from okapi.teacher import TeacherFatalError
 
     offline_unless_allowed()
     setup_logging()
     try:
         main(argv)
-    except (*USER_ERRORS, TeacherFatalError) as err:
+    except (*USER_ERRORS, TeacherFatalError, EmbeddedServerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

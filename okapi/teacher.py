@@ -80,9 +80,7 @@ class TeacherConfig:
         check(self.max_attempts >= 1, "teacher.max_attempts", self.max_attempts, "an integer >= 1")
         check(0 <= self.temperature <= 2, "teacher.temperature", self.temperature, "a number in [0, 2]")
         check(self.max_tokens >= 1, "teacher.max_tokens", self.max_tokens, "an integer >= 1")
-        check(
-            0 <= self.max_failure_rate <= 1, "teacher.max_failure_rate", self.max_failure_rate, "a number in [0, 1]"
-        )
+        check(0 <= self.max_failure_rate <= 1, "teacher.max_failure_rate", self.max_failure_rate, "a number in [0, 1]")
         if self.backend == "openai":
             check(
                 bool(self.base_url) and str(self.base_url).startswith(("http://", "https://")),

@@ -23,3 +23,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """torch's 2 OpenMP threads run small ops ~100x slower whenever another process holds a core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -169,8 +169,12 @@ def test_sigkill_then_rerun_sends_no_duplicate_and_leaks_no_key(tmp_path, key):
     env = {**os.environ, "PYTHONPATH": str(root), "OPENAI_API_KEY": CANARY}
     cache = tmp_path / "cache.jsonl"
     with FakeOpenAIServer(echo, latency_s=0.05) as srv:
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, srv.base_url, str(cache)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, srv.base_url, str(cache)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(200):  # wait until part of the work is done, then kill hard
             if cache.exists() and len(cache.read_text().splitlines()) >= 10:
                 break
@@ -179,8 +183,13 @@ def test_sigkill_then_rerun_sends_no_duplicate_and_leaks_no_key(tmp_path, key):
         _, err1 = proc.communicate()
         done_before = len(cache.read_text().splitlines())
         assert 0 < done_before < 40
-        rerun = subprocess.run([sys.executable, "-c", _CHILD, srv.base_url, str(cache)], env=env,
-                               capture_output=True, text=True, check=True)
+        rerun = subprocess.run(
+            [sys.executable, "-c", _CHILD, srv.base_url, str(cache)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert rerun.stdout.strip() == "40"
         answered = Counter(json.dumps(r["messages"]) for r in srv.requests)
     cached = [json.loads(line) for line in cache.read_text().splitlines()]

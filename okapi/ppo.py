@@ -1,0 +1,608 @@
+"""PPO on top of the SFT model with the learned reward (Okapi §3, "Reinforcement Learning").
+
+Our own loop on torch + accelerate (TRL no longer ships a PPO trainer). Following the paper, the whole LLM is frozen
+except its top ``top_layers`` transformer blocks; a scalar value head reads the last hidden state. Because the
+bottom of the network never changes, the reference policy needs no second model: it is the same network with the
+top blocks' weights swapped for a frozen copy taken at the start (``torch.func.functional_call``), so PPO holds one
+model plus k blocks instead of the usual policy + reference + value models.
+
+Objective per sequence: RM score at the last response token, minus ``kl_coef * (log pi - log pi_ref)`` on every
+response token; advantages by GAE, whitened; clipped policy and value losses; several PPO epochs per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from okapi.config import check
+from okapi.io import DataError
+from okapi.modeling import decoder_layers, load_causal_lm, replace_dir, trainable_top_layers
+from okapi.prompting import format_prompt
+from okapi.sampling import decode_responses, encode_prompts, eos_ids, generate, response_mask
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[[list[str], list[str]], list[float]]
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+@dataclass
+class PPOConfig:
+    """Defaults: the embedded CPU run. Paper §3: top 4 layers, 5 epochs, AdamW(0.9, 0.95, eps 1e-8), wd 0.1,
+    lr 1e-6, KL coefficient 0.05, batch 32, clip 0.2."""
+
+    top_layers: int = 4
+    epochs: int = 1  # passes over the PPO prompts
+    learning_rate: float = 1e-5  # paper 1e-6; larger so a few CPU steps move something
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.1
+    kl_coef: float = 0.05
+    batch_size: int = 8  # prompts per PPO iteration (all processes together)
+    mini_batch_size: int = 4  # sequences per optimizer step, per process
+    ppo_epochs: int = 4  # optimisation passes over each rollout batch
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = True
+    max_grad_norm: float = 1.0
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_prompt_length: int = 512  # longer prompts are dropped and counted
+    missing_eos_penalty: float = 0.0  # subtracted from the score of responses cut at max_new_tokens (0: off)
+    max_steps: int = -1  # -1: epochs x ceil(prompts / batch_size)
+    eval_batch_size: int = 8
+    rm_batch_size: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.top_layers >= 1, "ppo.top_layers", self.top_layers, ">= 1")
+        check(self.epochs >= 1, "ppo.epochs", self.epochs, ">= 1")
+        check(0 < self.learning_rate < 1, "ppo.learning_rate", self.learning_rate, "0 < lr < 1")
+        check(
+            len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+            "ppo.adam_betas",
+            self.adam_betas,
+            "two numbers in [0, 1)",
+        )
+        check(0 < self.adam_eps < 1, "ppo.adam_eps", self.adam_eps, "0 < eps < 1")
+        check(0 <= self.weight_decay < 1, "ppo.weight_decay", self.weight_decay, "0 <= wd < 1")
+        check(self.kl_coef >= 0, "ppo.kl_coef", self.kl_coef, ">= 0")
+        check(self.batch_size >= 1, "ppo.batch_size", self.batch_size, ">= 1")
+        check(
+            1 <= self.mini_batch_size <= self.batch_size,
+            "ppo.mini_batch_size",
+            self.mini_batch_size,
+            f"1..batch_size ({self.batch_size})",
+        )
+        check(self.ppo_epochs >= 1, "ppo.ppo_epochs", self.ppo_epochs, ">= 1")
+        check(0 < self.cliprange < 1, "ppo.cliprange", self.cliprange, "0 < c < 1")
+        check(self.cliprange_value > 0, "ppo.cliprange_value", self.cliprange_value, "> 0")
+        check(self.vf_coef >= 0, "ppo.vf_coef", self.vf_coef, ">= 0")
+        check(0 < self.gamma <= 1, "ppo.gamma", self.gamma, "0 < gamma <= 1")
+        check(0 <= self.lam <= 1, "ppo.lam", self.lam, "0 <= lam <= 1")
+        check(self.max_grad_norm > 0, "ppo.max_grad_norm", self.max_grad_norm, "> 0")
+        check(self.max_new_tokens >= 1, "ppo.max_new_tokens", self.max_new_tokens, ">= 1")
+        check(0 < self.temperature <= 5, "ppo.temperature", self.temperature, "0 < t <= 5")
+        check(0 < self.top_p <= 1, "ppo.top_p", self.top_p, "0 < p <= 1")
+        check(self.max_prompt_length >= 8, "ppo.max_prompt_length", self.max_prompt_length, ">= 8")
+        check(self.missing_eos_penalty >= 0, "ppo.missing_eos_penalty", self.missing_eos_penalty, ">= 0")
+        check(self.max_steps == -1 or self.max_steps >= 1, "ppo.max_steps", self.max_steps, "-1 or >= 1")
+        check(self.eval_batch_size >= 1, "ppo.eval_batch_size", self.eval_batch_size, ">= 1")
+        check(self.rm_batch_size >= 1, "ppo.rm_batch_size", self.rm_batch_size, ">= 1")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PPO math: pure functions on [batch, response_len] tensors; ``mask`` is 1 on real response tokens.
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Variance over masked entries, Bessel-corrected when there are at least two."""
+    mask = mask.to(x.dtype)
+    n = mask.sum()
+    mean = masked_mean(x, mask)
+    sq = ((x - mean) ** 2 * mask).sum()
+    return sq / (n - 1) if n > 1 else sq / n.clamp(min=1.0)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise masked entries to zero mean / unit variance (masked entries become 0)."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask.to(x.dtype)
+
+
+def kl_per_token(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Sampled-token estimate of KL(pi || pi_ref): log pi(y_t) - log pi_ref(y_t) (its mean over y ~ pi is the KL)."""
+    return logp - ref_logp
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation; returns (advantages, returns = advantages + values), 0 where masked.
+
+    The value after the last real token is 0 (the episode ends at EOS or at the length limit).
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    rewards = rewards * mask
+    steps = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(steps)):
+        next_value = values[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * last) * mask[:, t]
+        advantages[:, t] = last
+    return advantages, (advantages + values) * mask
+
+
+def policy_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate loss (to minimise) and the fraction of tokens where clipping was active."""
+    ratio = torch.exp(logp - old_logp)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    clip_frac = masked_mean((clipped > unclipped).to(logp.dtype), mask)
+    return loss, clip_frac.detach()
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss 0.5 * max((v - R)^2, (v_clipped - R)^2) and the fraction where the clip was active."""
+    v_clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    err = (values - returns) ** 2
+    err_clipped = (v_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(err, err_clipped), mask)
+    clip_frac = masked_mean((err_clipped > err).to(values.dtype), mask)
+    return loss, clip_frac.detach()
+
+
+def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return torch.gather(torch.log_softmax(logits.float(), dim=-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_of(logits: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    probs = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+
+
+def token_rewards(
+    scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-token rewards, per-token KL): -kl_coef * KL on each response token plus the score on the last one."""
+    kl = kl_per_token(logp, ref_logp) * mask
+    rewards = -kl_coef * kl
+    last = (mask.sum(1).long() - 1).clamp(min=0)
+    rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores.to(rewards.dtype)
+    return rewards * mask, kl
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Policy with value head and a reference that shares the frozen trunk.
+
+
+class PolicyWithValue(nn.Module):
+    """Causal LM + scalar value head; only the top ``top_layers`` blocks and the head train.
+
+    ``reference=True`` runs the same network with the top blocks' initial weights: the frozen trunk is shared, so
+    the reference costs k blocks of memory instead of a whole model.
+    """
+
+    def __init__(self, lm: nn.Module, top_layers: int) -> None:
+        super().__init__()
+        self.lm = lm
+        self.trainable = trainable_top_layers(lm, top_layers)
+        hidden = lm.config.get_text_config().hidden_size
+        self.value_head = nn.Linear(hidden, 1)
+        # Zero init: a random head on un-normalised hidden states (norms of tens) predicts values of +-10 that drown
+        # rewards of order 1 in noise; starting at 0, the first advantages are the rewards-to-go themselves.
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        base = lm.base_model
+        layers = decoder_layers(lm)
+        prefix = next(name for name, mod in base.named_modules() if mod is layers)
+        n = len(layers)
+        self._ref_names = [
+            f"{prefix}.{i}.{pname}" for i in range(n - top_layers, n) for pname, _ in layers[i].named_parameters()
+        ]
+        self.ref_params: dict[str, torch.Tensor] = {}
+        self.snapshot_reference()
+
+    def snapshot_reference(self) -> None:
+        """Freeze a copy of the current top blocks as the reference policy (call after moving devices)."""
+        params = dict(self.lm.base_model.named_parameters())
+        self.ref_params = {name: params[name].detach().clone() for name in self._ref_names}
+
+    def parameters_to_train(self) -> list[nn.Parameter]:
+        return [*self.trainable, *self.value_head.parameters()]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        response_start: int,
+        reference: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, values) at the positions that predict the response tokens [B, R, V] and [B, R]."""
+        base = self.lm.base_model
+        kwargs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "use_cache": False,
+        }
+        if reference:
+            out = torch.func.functional_call(base, self.ref_params, args=(), kwargs=kwargs, strict=False)
+        else:
+            out = base(**kwargs)
+        # Slice before the LM head: logits are only needed where response tokens are predicted.
+        hidden = out.last_hidden_state[:, response_start - 1 : -1]
+        logits = self.lm.get_output_embeddings()(hidden)
+        values = self.value_head(hidden).squeeze(-1)
+        return logits, values
+
+
+@dataclass
+class Rollout:
+    """One PPO batch: sequences, masks and everything computed before the update."""
+
+    input_ids: torch.Tensor  # [B, P + R] prompt (left-padded) + response
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    response_start: int  # P
+    responses: torch.Tensor  # [B, R]
+    mask: torch.Tensor  # [B, R] 1 on response tokens up to and including EOS
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor
+    old_values: torch.Tensor
+    scores: torch.Tensor  # [B]
+    rewards: torch.Tensor
+    kl: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    texts: list[str] = field(default_factory=list)
+
+
+def sequence_inputs(
+    prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concatenated ids, attention mask and position ids matching what generate() saw with left padding."""
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    return ids, attn, pos
+
+
+@torch.no_grad()
+def make_rollout(
+    policy: PolicyWithValue,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    responses: torch.Tensor,
+    mask: torch.Tensor,
+    scores: torch.Tensor,
+    cfg: PPOConfig,
+) -> Rollout:
+    """Old log-probs, reference log-probs, values, per-token rewards and (whitened) advantages for a batch."""
+    ids, attn, pos = sequence_inputs(prompt_ids, prompt_mask, responses, mask)
+    start = prompt_ids.shape[1]
+    maskf = mask.float()
+    old_logp, ref_logp, old_values = [], [], []
+    for i in range(0, ids.shape[0], cfg.mini_batch_size):
+        sl = slice(i, i + cfg.mini_batch_size)
+        logits, values = policy(ids[sl], attn[sl], pos[sl], start)
+        old_logp.append(logprobs_of(logits / cfg.temperature, responses[sl]))
+        old_values.append(values.float())
+        ref_logits, _ = policy(ids[sl], attn[sl], pos[sl], start, reference=True)
+        ref_logp.append(logprobs_of(ref_logits / cfg.temperature, responses[sl]))
+    old_lp = torch.cat(old_logp) * maskf
+    ref_lp = torch.cat(ref_logp) * maskf
+    values = torch.cat(old_values) * maskf
+    rewards, kl = token_rewards(scores.float(), old_lp, ref_lp, maskf, cfg.kl_coef)
+    advantages, returns = gae(rewards, values, maskf, cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        advantages = whiten(advantages, maskf)
+    return Rollout(
+        ids, attn, pos, start, responses, mask, old_lp, ref_lp, values, scores.float(), rewards, kl, advantages, returns
+    )
+
+
+def ppo_update(
+    policy: nn.Module, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: PPOConfig, accelerator: Any
+) -> dict[str, float]:
+    """``cfg.ppo_epochs`` passes of clipped PPO over the rollout in mini-batches; returns averaged statistics."""
+    n = rollout.input_ids.shape[0]
+    maskf = rollout.mask.float()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    stats: dict[str, list[float]] = {
+        k: [] for k in ("policy_loss", "value_loss", "clip_frac", "value_clip_frac", "entropy", "approx_kl")
+    }
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(n, device=rollout.input_ids.device)
+        for i in range(0, n, cfg.mini_batch_size):
+            idx = order[i : i + cfg.mini_batch_size]
+            m = maskf[idx]
+            with accelerator.autocast():
+                logits, values = policy(
+                    rollout.input_ids[idx],
+                    rollout.attention_mask[idx],
+                    rollout.position_ids[idx],
+                    rollout.response_start,
+                )
+            logits = logits.float() / cfg.temperature
+            logp = logprobs_of(logits, rollout.responses[idx])
+            pg, pg_clip = policy_loss(logp, rollout.old_logp[idx], rollout.advantages[idx], m, cfg.cliprange)
+            vf, vf_clip = value_loss(
+                values.float(), rollout.old_values[idx], rollout.returns[idx], m, cfg.cliprange_value
+            )
+            loss = pg + cfg.vf_coef * vf
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                stats["policy_loss"].append(pg.item())
+                stats["value_loss"].append(vf.item())
+                stats["clip_frac"].append(float(pg_clip))
+                stats["value_clip_frac"].append(float(vf_clip))
+                stats["entropy"].append(float(masked_mean(entropy_of(logits), m)))
+                stats["approx_kl"].append(float(0.5 * masked_mean((logp - rollout.old_logp[idx]) ** 2, m)))
+    optimizer.zero_grad(set_to_none=True)
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def make_optimizer(policy: PolicyWithValue, cfg: PPOConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        policy.parameters_to_train(),
+        lr=cfg.learning_rate,
+        betas=tuple(cfg.adam_betas),
+        eps=cfg.adam_eps,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The training loop.
+
+
+def _prompt_texts(rows: list[dict[str, Any]], tokenizer: Any, max_len: int, what: str) -> tuple[list[str], int]:
+    texts, dropped = [], 0
+    for i, row in enumerate(rows):
+        if not isinstance(row.get("instruction"), str) or not row["instruction"].strip():
+            raise DataError(f"{what} row {i} (id {row.get('id')!r}): field 'instruction' is missing or empty")
+        text = format_prompt(row["instruction"], row.get("input"))
+        if len(tokenizer(text=text)["input_ids"]) > max_len:
+            dropped += 1
+            continue
+        texts.append(text)
+    return texts, dropped
+
+
+def _rm_reward_fn(rm_dir: Path, device: torch.device, batch_size: int) -> RewardFn:
+    from okapi.reward import load_reward_model, score_texts
+
+    rm, rm_tok = load_reward_model(rm_dir)
+    rm.to(device)
+    for p in rm.parameters():
+        p.requires_grad_(False)
+
+    def reward(prompts: list[str], responses: list[str]) -> list[float]:
+        return score_texts(rm, rm_tok, prompts, responses, batch_size=batch_size)
+
+    return reward
+
+
+def _sample(
+    lm: Any, tokenizer: Any, prompts: list[str], cfg: PPOConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    ids, pmask = encode_prompts(tokenizer, prompts, device)
+    resp = generate(
+        lm, tokenizer, ids, pmask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p
+    )
+    mask = response_mask(resp, eos_ids(lm, tokenizer), tokenizer.pad_token_id)
+    return ids, pmask, resp, mask, decode_responses(tokenizer, resp, mask)
+
+
+def _scores(
+    reward_fn: RewardFn,
+    prompts: list[str],
+    texts: list[str],
+    resp: torch.Tensor,
+    mask: torch.Tensor,
+    eos: list[int],
+    cfg: PPOConfig,
+) -> torch.Tensor:
+    scores = torch.tensor(reward_fn(prompts, texts), dtype=torch.float32, device=resp.device)
+    if cfg.missing_eos_penalty:
+        ended = (torch.isin(resp, torch.tensor(eos, device=resp.device)) & mask.bool()).any(1)
+        scores = scores - cfg.missing_eos_penalty * (~ended).float()
+    return scores
+
+
+def mean_heldout_reward(
+    lm: Any, tokenizer: Any, prompts: list[str], reward_fn: RewardFn, cfg: PPOConfig, accelerator: Any
+) -> float:
+    """Mean reward of responses sampled (with a fixed seed) for this process's share of the held-out prompts."""
+    device = accelerator.device
+    mine = prompts[accelerator.process_index :: accelerator.num_processes]
+    total, count = 0.0, 0
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        # Same seed before and after PPO: the two means differ by the policy, not by sampling luck.
+        torch.manual_seed(cfg.seed + 7919 + accelerator.process_index)
+        for i in range(0, len(mine), cfg.eval_batch_size):
+            batch = mine[i : i + cfg.eval_batch_size]
+            _, _, _, _, texts = _sample(lm, tokenizer, batch, cfg, device)
+            scores = reward_fn(batch, texts)
+            total += float(sum(scores))
+            count += len(scores)
+    sums = accelerator.reduce(torch.tensor([total, float(count)], device=device), reduction="sum")
+    return float(sums[0] / sums[1]) if float(sums[1]) > 0 else float("nan")
+
+
+def _tmp_dir(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.tmp"
+
+
+def save_policy(policy: PolicyWithValue, tokenizer: Any, out_dir: Path) -> None:
+    """Plain HF causal-LM folder (loadable by AutoModelForCausalLM) plus value_head.safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    tmp = _tmp_dir(out_dir)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    policy.lm.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    head = {k: v.detach().cpu().contiguous() for k, v in policy.value_head.state_dict().items()}
+    save_file(head, str(tmp / VALUE_HEAD_FILE))
+    replace_dir(tmp, out_dir)
+
+
+def train_ppo(
+    sft_dir: Path,
+    rm_dir: Path | None,
+    prompts: list[dict[str, Any]],
+    heldout: list[dict[str, Any]],
+    out_dir: Path,
+    cfg: PPOConfig,
+    *,
+    reward_fn: RewardFn | None = None,
+) -> dict[str, Any]:
+    """PPO from the SFT model against the reward model in ``rm_dir`` (or ``reward_fn(prompts, responses)``).
+
+    Returns metrics; ``metrics["history"]`` holds one dict per PPO step (pop it before writing scalar metrics).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if rm_dir is None and reward_fn is None:
+        raise ValueError("train_ppo needs rm_dir or reward_fn")
+    accelerator = Accelerator()
+    n_proc = accelerator.num_processes
+    check(cfg.batch_size >= n_proc, "ppo.batch_size", cfg.batch_size, f">= the number of processes ({n_proc})")
+    set_seed(cfg.seed)
+    lm, tokenizer = load_causal_lm(sft_dir, for_training=False)
+    lm.config.use_cache = True
+    texts, dropped = _prompt_texts(prompts, tokenizer, cfg.max_prompt_length, "PPO prompt")
+    held_texts, held_dropped = _prompt_texts(heldout, tokenizer, cfg.max_prompt_length, "held-out prompt")
+    if not texts:
+        raise DataError(
+            f"PPO: no prompt left ({len(prompts)} given, {dropped} longer than ppo.max_prompt_length = "
+            f"{cfg.max_prompt_length} tokens)"
+        )
+    n_layers = len(decoder_layers(lm))
+    if cfg.top_layers > n_layers:
+        raise DataError(f"parameter ppo.top_layers = {cfg.top_layers} exceeds the model's {n_layers} layers")
+
+    device = accelerator.device
+    lm.to(device)
+    policy = PolicyWithValue(lm, cfg.top_layers).to(device)
+    optimizer = make_optimizer(policy, cfg)
+    wrapped, optimizer = accelerator.prepare(policy, optimizer)
+    if reward_fn is None:
+        reward_fn = _rm_reward_fn(Path(rm_dir), device, cfg.rm_batch_size)
+    eos = eos_ids(lm, tokenizer)
+
+    sft_heldout = mean_heldout_reward(lm, tokenizer, held_texts, reward_fn, cfg, accelerator) if held_texts else None
+    # Different sampling streams per process, reproducible per run.
+    set_seed(cfg.seed + accelerator.process_index)
+
+    steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps > 0:
+        total = min(total, cfg.max_steps)
+    history: list[dict[str, Any]] = []
+    order: list[int] = []
+    progress = tqdm(range(total), desc="ppo", unit="step", disable=not accelerator.is_main_process)
+    for step in progress:
+        epoch, k = divmod(step, steps_per_epoch)
+        if k == 0:
+            order = list(range(len(texts)))
+            random.Random(cfg.seed + epoch).shuffle(order)
+        batch = [texts[j] for j in order[k * cfg.batch_size : (k + 1) * cfg.batch_size]]
+        mine = batch[accelerator.process_index :: accelerator.num_processes]
+        if not mine:  # a short last batch can leave a process without prompts: reuse the batch's first one
+            mine = batch[:1]
+        ids, pmask, resp, mask, resp_texts = _sample(lm, tokenizer, mine, cfg, device)
+        scores = _scores(reward_fn, mine, resp_texts, resp, mask, eos, cfg)
+        rollout = make_rollout(policy, ids, pmask, resp, mask, scores, cfg)
+        stats = ppo_update(wrapped, optimizer, rollout, cfg, accelerator)
+        kl_seq = rollout.kl.sum(1)
+        row = {
+            "step": step + 1,
+            "epoch": epoch + 1,
+            "reward": scores.mean(),
+            "kl": kl_seq.mean(),
+            "non_score_reward": (-cfg.kl_coef * kl_seq).mean(),
+            "response_length": rollout.mask.float().sum(1).mean(),
+        }
+        reduced = {
+            k: float(accelerator.reduce(v.detach().float(), reduction="mean")) if torch.is_tensor(v) else v
+            for k, v in row.items()
+        }
+        reduced.update(
+            {k: float(accelerator.reduce(torch.tensor(v, device=device), reduction="mean")) for k, v in stats.items()}
+        )
+        history.append(reduced)
+        progress.set_postfix(reward=f"{reduced['reward']:.3f}", kl=f"{reduced['kl']:.3f}")
+        log.info("ppo step %d: %s", step + 1, {k: round(v, 4) for k, v in reduced.items()})
+
+    ppo_heldout = mean_heldout_reward(lm, tokenizer, held_texts, reward_fn, cfg, accelerator) if held_texts else None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_policy(accelerator.unwrap_model(wrapped), tokenizer, Path(out_dir))
+    accelerator.wait_for_everyone()
+
+    def avg(key: str) -> float:
+        return sum(h[key] for h in history) / len(history) if history else float("nan")
+
+    metrics: dict[str, Any] = {
+        "mean_reward_sft_heldout": sft_heldout,
+        "mean_reward_ppo_heldout": ppo_heldout,
+        "heldout_prompts": len(held_texts),
+        "kl": history[-1]["kl"] if history else float("nan"),
+        "policy_loss": avg("policy_loss"),
+        "value_loss": avg("value_loss"),
+        "clip_frac": avg("clip_frac"),
+        "entropy": avg("entropy"),
+        "response_length": avg("response_length"),
+        "mean_reward_train_first": history[0]["reward"] if history else float("nan"),
+        "mean_reward_train_last": history[-1]["reward"] if history else float("nan"),
+        "steps": len(history),
+        "prompts": len(texts),
+        "dropped_too_long": dropped + held_dropped,
+        "trainable_params": sum(p.numel() for p in policy.parameters_to_train()),
+        "history": history,
+    }
+    log.info("PPO done: %s", {k: v for k, v in metrics.items() if k != "history"})
+    return metrics

@@ -1,0 +1,265 @@
+"""Reward model (Okapi §3, "Reward Model Training").
+
+Initialised from the SFT model with a scalar sequence-classification head and trained with TRL's RewardTrainer on
+the binary ranking loss -log sigmoid(r(x, y_c) - r(x, y_r)). The text scored is always
+``format_prompt(instruction, input) + response + EOS``, built by one function for training and for scoring, so PPO
+and evaluation see exactly the inputs the reward model was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from okapi.config import check
+from okapi.io import DataError
+from okapi.modeling import check_model_folder, default_device, ensure_pad_token, replace_dir
+from okapi.prompting import format_prompt
+from okapi.sft import accumulation_steps, use_bf16, world_size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RewardConfig:
+    """Defaults: the embedded CPU run. Paper §3: 2 epochs, batch 64, lr 1e-5, AdamW."""
+
+    num_train_epochs: float = 1.0
+    learning_rate: float = 1e-5
+    batch_size: int = 8  # effective pairs per optimizer step, all processes together
+    per_device_train_batch_size: int = 4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_scheduler_type: str = "linear"
+    max_length: int = 512  # tokens of prompt + response + EOS; longer pairs are dropped and counted
+    eval_fraction: float = 0.1  # share of prompts (all their pairs) held out for accuracy
+    max_steps: int = -1
+    seed: int = 0
+    logging_steps: int = 1
+    score_batch_size: int = 8
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        check(self.num_train_epochs > 0, "reward.num_train_epochs", self.num_train_epochs, "> 0")
+        check(0 < self.learning_rate < 1, "reward.learning_rate", self.learning_rate, "0 < lr < 1")
+        check(self.batch_size >= 1, "reward.batch_size", self.batch_size, ">= 1")
+        check(
+            1 <= self.per_device_train_batch_size <= self.batch_size,
+            "reward.per_device_train_batch_size",
+            self.per_device_train_batch_size,
+            f"1..batch_size ({self.batch_size})",
+        )
+        check(0 <= self.weight_decay < 1, "reward.weight_decay", self.weight_decay, "0 <= wd < 1")
+        check(self.warmup_steps >= 0, "reward.warmup_steps", self.warmup_steps, ">= 0")
+        allowed = ("linear", "cosine", "constant", "constant_with_warmup")
+        check(self.lr_scheduler_type in allowed, "reward.lr_scheduler_type", self.lr_scheduler_type, str(allowed))
+        check(self.max_length >= 16, "reward.max_length", self.max_length, ">= 16")
+        check(0 <= self.eval_fraction < 1, "reward.eval_fraction", self.eval_fraction, "0 <= f < 1")
+        check(self.max_steps == -1 or self.max_steps >= 1, "reward.max_steps", self.max_steps, "-1 or >= 1")
+        check(self.logging_steps >= 1, "reward.logging_steps", self.logging_steps, ">= 1")
+        check(self.score_batch_size >= 1, "reward.score_batch_size", self.score_batch_size, ">= 1")
+
+
+def reward_input_ids(tokenizer: Any, prompt: str, response: str) -> list[int]:
+    """Token ids the reward model scores: prompt + response + EOS (the same in training and scoring)."""
+    return list(tokenizer(text=prompt + response + tokenizer.eos_token)["input_ids"])
+
+
+def load_reward_model(rm_dir: str | Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    check_model_folder(rm_dir, kind="reward")
+    tokenizer = AutoTokenizer.from_pretrained(rm_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(rm_dir, dtype=torch.float32)
+    ensure_pad_token(model, tokenizer)
+    model.eval()
+    return model, tokenizer
+
+
+@torch.no_grad()
+def score_ids(model: Any, pad_id: int, sequences: list[list[int]], batch_size: int = 8) -> list[float]:
+    """Scalar reward of each token sequence (right-padded; the head reads the last non-pad token)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores: list[float] = []
+    for i in range(0, len(sequences), batch_size):
+        chunk = sequences[i : i + batch_size]
+        width = max(len(s) for s in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for j, seq in enumerate(chunk):
+            ids[j, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[j, : len(seq)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        scores.extend(float(x) for x in logits[:, 0].float().cpu())
+    model.train(was_training)
+    return scores
+
+
+def score_texts(
+    rm_dir_or_model: str | Path | Any,
+    tokenizer: Any,
+    prompts: list[str],
+    responses: list[str],
+    *,
+    batch_size: int = 8,
+) -> list[float]:
+    """Reward of each (formatted prompt, response) pair; pass a folder (tokenizer may be None) or a loaded model."""
+    if len(prompts) != len(responses):
+        raise ValueError(f"score_texts: {len(prompts)} prompts but {len(responses)} responses")
+    if isinstance(rm_dir_or_model, (str, Path)):
+        model, loaded_tok = load_reward_model(rm_dir_or_model)
+        tokenizer = tokenizer or loaded_tok
+        model.to(default_device())
+    else:
+        model = rm_dir_or_model
+    if tokenizer is None:
+        raise ValueError("score_texts: a tokenizer is required with a loaded model")
+    sequences = [reward_input_ids(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
+    return score_ids(model, tokenizer.pad_token_id, sequences, batch_size)
+
+
+def _check_pairs(pairs: list[dict[str, Any]]) -> None:
+    for i, pair in enumerate(pairs):
+        for key in ("id", "instruction", "chosen", "rejected"):
+            if not isinstance(pair.get(key), str):
+                raise DataError(f"preference pair {i} (id {pair.get('id')!r}): field {key!r} is missing or not text")
+        if not pair["instruction"].strip():
+            raise DataError(f"preference pair {i} (id {pair['id']!r}): field 'instruction' is empty")
+
+
+def split_heldout(pairs: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, heldout) split by prompt id, so no prompt has pairs on both sides."""
+    ids = sorted({p["id"] for p in pairs})
+    n_held = math.ceil(fraction * len(ids)) if fraction > 0 and len(ids) > 1 else 0
+    n_held = max(0, min(n_held, len(ids) - 1))
+    held = set(random.Random(seed).sample(ids, n_held))
+    return [p for p in pairs if p["id"] not in held], [p for p in pairs if p["id"] in held]
+
+
+def _tmp_dir(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.tmp"
+
+
+def heldout_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], batch_size: int) -> tuple[float, float]:
+    """(accuracy, mean margin) of r(chosen) > r(rejected) over ``pairs``; a tie counts as wrong."""
+    if not pairs:
+        return float("nan"), float("nan")
+    prompts = [format_prompt(p["instruction"], p.get("input")) for p in pairs]
+    chosen = score_texts(model, tokenizer, prompts, [p["chosen"] for p in pairs], batch_size=batch_size)
+    rejected = score_texts(model, tokenizer, prompts, [p["rejected"] for p in pairs], batch_size=batch_size)
+    wins = sum(c > r for c, r in zip(chosen, rejected, strict=True))
+    margin = sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(pairs)
+    return wins / len(pairs), margin
+
+
+def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path, cfg: RewardConfig) -> dict[str, Any]:
+    """Train a reward model from the SFT folder on preference pairs; save it atomically to ``out_dir``."""
+    from accelerate import PartialState
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    sft_dir, out_dir = Path(sft_dir), Path(out_dir)
+    _check_pairs(pairs)
+    if not pairs:
+        raise DataError("reward model: no preference pairs; the pairs file is empty")
+    check_model_folder(sft_dir, kind="causal-lm")
+    tokenizer = AutoTokenizer.from_pretrained(sft_dir)
+    # The score head is random: seed before creating it so reruns build the same reward model.
+    torch.manual_seed(cfg.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(sft_dir, num_labels=1, dtype=torch.float32)
+    ensure_pad_token(model, tokenizer)
+    tokenizer.padding_side = "right"
+
+    kept, dropped = [], 0
+    for pair in pairs:
+        prompt = format_prompt(pair["instruction"], pair.get("input"))
+        c_ids = reward_input_ids(tokenizer, prompt, pair["chosen"])
+        r_ids = reward_input_ids(tokenizer, prompt, pair["rejected"])
+        if max(len(c_ids), len(r_ids)) > cfg.max_length:
+            dropped += 1
+            continue
+        kept.append({**pair, "chosen_ids": c_ids, "rejected_ids": r_ids})
+    if dropped:
+        log.warning(
+            "%d of %d pairs are longer than max_length %d tokens and were dropped", dropped, len(pairs), cfg.max_length
+        )
+    train, heldout = split_heldout(kept, cfg.eval_fraction, cfg.seed)
+    if not train:
+        raise DataError(
+            f"reward model: no training pair left ({len(pairs)} pairs, {dropped} longer than "
+            f"reward.max_length = {cfg.max_length}); raise max_length or provide more pairs"
+        )
+    # Score on this process's accelerator (the Trainer would move the model there anyway).
+    model.to(PartialState().device)
+    acc_init, _ = heldout_accuracy(model, tokenizer, heldout, cfg.score_batch_size)
+
+    n_proc = world_size()
+    accum = accumulation_steps(cfg.batch_size, cfg.per_device_train_batch_size, n_proc)
+    tmp = _tmp_dir(out_dir)
+    args = TRLRewardConfig(
+        output_dir=str(tmp),
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        optim="adamw_torch",
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=accum,
+        max_length=cfg.max_length,
+        activation_checkpointing=cfg.gradient_checkpointing,  # TRL's default is on (~20% slower)
+        gradient_checkpointing=None,
+        bf16=use_bf16(),
+        fp16=False,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    columns = {"chosen_ids": [p["chosen_ids"] for p in train], "rejected_ids": [p["rejected_ids"] for p in train]}
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict(columns), processing_class=tokenizer
+    )
+    if trainer.is_world_process_zero() and tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.accelerator.wait_for_everyone()
+    result = trainer.train()
+    trainer.save_model(str(tmp))
+    trainer.accelerator.wait_for_everyone()
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    acc, margin = heldout_accuracy(trained, tokenizer, heldout, cfg.score_batch_size)
+    if trainer.is_world_process_zero():
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        replace_dir(tmp, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    metrics = {
+        "train_loss": float(result.training_loss),
+        "first_loss": losses[0] if losses else float("nan"),
+        "last_loss": losses[-1] if losses else float("nan"),
+        "heldout_accuracy": acc,
+        "heldout_accuracy_init": acc_init,
+        "heldout_margin": margin,
+        "heldout_pairs": len(heldout),
+        "train_pairs": len(train),
+        "dropped_too_long": dropped,
+        "steps": int(trainer.state.global_step),
+        "epochs": float(trainer.state.epoch or 0.0),
+    }
+    log.info("reward model done: %s", metrics)
+    return metrics

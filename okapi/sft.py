@@ -1,0 +1,196 @@
+"""Supervised fine-tuning on (instruction, input, output) triples (Okapi §3, "Supervised Fine-tuning").
+
+TRL's SFTTrainer on prompt-completion data: the prompt is the Alpaca template, the completion the response plus
+EOS, and only completion tokens carry loss. Runs unchanged on a laptop CPU and under ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from okapi.config import check
+from okapi.io import DataError
+from okapi.modeling import load_causal_lm, replace_dir
+from okapi.prompting import format_example
+
+log = logging.getLogger(__name__)
+
+_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+
+
+@dataclass
+class SFTConfig:
+    """Defaults: the embedded CPU run. Paper §3: 3 epochs, lr 2e-5, cosine, 200 warm-up steps, batch 128, wd 0.05."""
+
+    num_train_epochs: float = 1.0
+    learning_rate: float = 2e-5
+    warmup_steps: int = 2
+    lr_scheduler_type: str = "cosine"
+    weight_decay: float = 0.05
+    batch_size: int = 8  # effective (all processes, after gradient accumulation)
+    per_device_train_batch_size: int = 4
+    max_seq_length: int = 512
+    max_steps: int = -1  # -1: run num_train_epochs
+    seed: int = 0
+    logging_steps: int = 1
+    gradient_checkpointing: bool = False
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.num_train_epochs > 0, "sft.num_train_epochs", self.num_train_epochs, "> 0")
+        check(0 < self.learning_rate < 1, "sft.learning_rate", self.learning_rate, "0 < lr < 1")
+        check(self.warmup_steps >= 0, "sft.warmup_steps", self.warmup_steps, ">= 0")
+        check(self.lr_scheduler_type in _SCHEDULERS, "sft.lr_scheduler_type", self.lr_scheduler_type, str(_SCHEDULERS))
+        check(0 <= self.weight_decay < 1, "sft.weight_decay", self.weight_decay, "0 <= wd < 1")
+        check(self.batch_size >= 1, "sft.batch_size", self.batch_size, ">= 1")
+        check(
+            1 <= self.per_device_train_batch_size <= self.batch_size,
+            "sft.per_device_train_batch_size",
+            self.per_device_train_batch_size,
+            f"1..batch_size ({self.batch_size})",
+        )
+        check(self.max_seq_length >= 16, "sft.max_seq_length", self.max_seq_length, ">= 16")
+        check(self.max_steps == -1 or self.max_steps >= 1, "sft.max_steps", self.max_steps, "-1 or >= 1")
+        check(self.logging_steps >= 1, "sft.logging_steps", self.logging_steps, ">= 1")
+        check(self.max_grad_norm > 0, "sft.max_grad_norm", self.max_grad_norm, "> 0")
+
+
+def world_size() -> int:
+    """Number of processes in this run (1 on a laptop, N under ``accelerate launch``)."""
+    from accelerate import PartialState
+
+    return int(PartialState().num_processes)
+
+
+def accumulation_steps(batch_size: int, per_device: int, n_processes: int) -> int:
+    """Gradient accumulation that makes per_device x processes x accumulation reach the effective batch size."""
+    return max(1, math.ceil(batch_size / (per_device * n_processes)))
+
+
+def use_bf16() -> bool:
+    # TRL turns bf16 on by default; on a CPU that is emulated and about 20x slower, so only on capable GPUs.
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Prompt-completion records; a row without instruction or output stops the stage naming the record."""
+    out = []
+    for i, row in enumerate(rows):
+        where = f"SFT row {i} (id {row.get('id')!r})"
+        for key in ("instruction", "output"):
+            value = row.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{where}: field {key!r} is missing or empty; SFT needs instruction and output")
+        prompt, completion = format_example(row["instruction"], row.get("input"), row["output"])
+        out.append({"prompt": prompt, "completion": completion})
+    return out
+
+
+def _tmp_dir(out_dir: Path) -> Path:
+    # Deterministic, so every process of a multi-GPU run writes its share of the checkpoint to the same place.
+    return out_dir.parent / f".{out_dir.name}.tmp"
+
+
+def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTConfig) -> Any:
+    """The configured TRL SFTTrainer (exposed so tests can inspect its tokenized data and labels)."""
+    from datasets import Dataset
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    if not rows:
+        raise DataError("SFT: no training rows; the prompts file is empty")
+    examples = sft_examples(rows)
+    model, tokenizer = load_causal_lm(model_dir, for_training=True)
+    n_proc = world_size()
+    accum = accumulation_steps(cfg.batch_size, cfg.per_device_train_batch_size, n_proc)
+    effective = accum * cfg.per_device_train_batch_size * n_proc
+    if effective != cfg.batch_size:
+        log.warning(
+            "effective batch size is %d (batch_size %d is not a multiple of %d x %d processes)",
+            effective,
+            cfg.batch_size,
+            cfg.per_device_train_batch_size,
+            n_proc,
+        )
+    args = TRLSFTConfig(
+        output_dir=str(_tmp_dir(Path(out_dir))),
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=accum,
+        max_grad_norm=cfg.max_grad_norm,
+        max_length=cfg.max_seq_length,
+        completion_only_loss=True,
+        packing=False,
+        bf16=use_bf16(),
+        fp16=False,
+        # TRL turns activation checkpointing on by default (~20% slower); only when asked for. The deprecated
+        # gradient_checkpointing alias is cleared so transformers does not warn about it.
+        activation_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=None,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+    )
+    return trainer
+
+
+def loss_history(trainer: Any) -> list[float]:
+    return [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+
+
+def train_sft(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTConfig) -> dict[str, Any]:
+    """Fine-tune ``model_dir`` on ``rows`` (instruction/input/output) and save model + tokenizer to ``out_dir``."""
+    out_dir = Path(out_dir)
+    trainer = build_sft_trainer(Path(model_dir), rows, out_dir, cfg)
+    tmp = _tmp_dir(out_dir)
+    if trainer.is_world_process_zero() and tmp.exists():
+        shutil.rmtree(tmp)  # leftovers of a killed run
+    trainer.accelerator.wait_for_everyone()
+    result = trainer.train()
+    # Every process takes part in save_model (sharded states are gathered) but only the main one writes.
+    trainer.save_model(str(tmp))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        for leftover in tmp.glob("checkpoint-*"):
+            shutil.rmtree(leftover)
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        replace_dir(tmp, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    losses = loss_history(trainer)
+    args = trainer.args
+    metrics = {
+        "train_loss": float(result.training_loss),
+        "first_loss": losses[0] if losses else float("nan"),
+        "last_loss": losses[-1] if losses else float("nan"),
+        "steps": int(trainer.state.global_step),
+        "rows": len(rows),
+        "epochs": float(trainer.state.epoch or 0.0),
+        "effective_batch_size": int(
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes
+        ),
+        "processes": int(trainer.accelerator.num_processes),
+    }
+    log.info("SFT done: %s", metrics)
+    return metrics

