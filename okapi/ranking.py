@@ -42,6 +42,13 @@ RANKING_SCHEMA: dict[str, Any] = {
 }
 
 
+def ranking_schema(t: int) -> dict[str, Any]:
+    """RANKING_SCHEMA narrowed to exactly ``t`` ranks in 1..t, so a grammar-constrained teacher cannot answer with
+    too few or out-of-range entries (ties are still possible and rejected by the parser)."""
+    ranks = {"type": "array", "items": {"type": "integer", "enum": list(range(1, t + 1))}, "minItems": t, "maxItems": t}
+    return {**RANKING_SCHEMA, "properties": {"ranks": ranks}}
+
+
 @dataclass
 class RankConfig:
     structured: bool = True  # turn 2 answers through RANKING_SCHEMA (small teachers); false: Fig. 4's text lines
@@ -245,7 +252,7 @@ def rank_samples(
             ChatRequest(
                 key=s["id"],
                 messages=build_turn2(turn1[s["id"]], first[s["id"]].value, num_responses=t, structured=cfg.structured),
-                schema=RANKING_SCHEMA if cfg.structured else None,
+                schema=ranking_schema(t) if cfg.structured else None,
                 max_tokens=cfg.max_tokens,
             )
             for s in group

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -268,7 +269,8 @@ class Teacher:
             max_retries=0,  # retries are ours: counted by cause, with jitter, honouring Retry-After
         )
         sem = asyncio.Semaphore(self.cfg.max_concurrency)
-        bar = tqdm(total=len(requests), desc=desc, unit="req", leave=False)
+        # In a log file (dvc repro, CI) a bar redrawn per request drowns everything else.
+        bar = tqdm(total=len(requests), desc=desc, unit="req", leave=False, mininterval=0.1 if _tty() else 30.0)
         try:
             tasks = [self._answer(client, sem, req, parse, max_attempts, bar) for req in requests]
             return await asyncio.gather(*tasks)
@@ -400,6 +402,10 @@ class Teacher:
     def _backoff(self, retry: int) -> float:
         base = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2**retry))
         return base * (0.5 + random.random() / 2)
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:

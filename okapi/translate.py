@@ -44,9 +44,17 @@ class TranslateConfig:
     eval_limit: int | None = None  # first N records of each evaluation set (None: all)
     max_attempts: int = 3  # answers per example, the re-asks included
     rank_fraction: float = 0.4  # share of the generated rows for ranking (paper: 42K of 106K); the rest is PPO
+    # Under a limit, the share of it taken from the pool (sft) part; null: proportional to the data. The paper's
+    # mix is 52K pool of 158K (0.33); a small run whose pool is only the seeds needs this to keep enough
+    # generated rows for ranking and PPO.
+    pool_fraction: float | None = None
     seed: int = 42
     langid: bool = True  # py3langid check on top of the script check
     structured: bool = True  # ask for the JSON object through a schema (small teachers)
+    # enforce: an answer that fails the language checks (untranslated, wrong script, langid) is re-asked and then
+    # rejected. report: it is accepted and counted under language_warnings -- only for teachers that cannot
+    # translate at all (the embedded 135M model), so the pipeline's mechanics still run end to end.
+    language_checks: str = "enforce"
     max_tokens: int | None = None  # None: the teacher's default
 
     def __post_init__(self) -> None:
@@ -57,8 +65,20 @@ class TranslateConfig:
             self.eval_limit,
             "null or an integer >= 1",
         )
+        check(
+            self.language_checks in ("enforce", "report"),
+            "translate.language_checks",
+            self.language_checks,
+            "enforce or report",
+        )
         check(self.max_attempts >= 1, "translate.max_attempts", self.max_attempts, "an integer >= 1")
         check(0.0 < self.rank_fraction < 1.0, "translate.rank_fraction", self.rank_fraction, "a number in (0, 1)")
+        check(
+            self.pool_fraction is None or 0.0 < self.pool_fraction < 1.0,
+            "translate.pool_fraction",
+            self.pool_fraction,
+            "null or a number in (0, 1)",
+        )
         check(
             self.max_tokens is None or self.max_tokens >= 16,
             "translate.max_tokens",
@@ -214,7 +234,9 @@ def extract_json_object(text: str) -> dict[str, Any]:
     raise ParseError("not_json: the answer contains no valid JSON object")
 
 
-def _check_translation(obj: dict[str, Any], source: dict[str, str], lang: str, use_langid: bool) -> dict[str, str]:
+def _check_translation(
+    obj: dict[str, Any], source: dict[str, str], lang: str, use_langid: bool, language_checks: bool = True
+) -> dict[str, str]:
     expected, got = sorted(source), sorted(obj)
     if expected != got:
         raise ParseError(f"wrong_keys: the keys must be exactly {expected}, got {got}")
@@ -233,7 +255,8 @@ def _check_translation(obj: dict[str, Any], source: dict[str, str], lang: str, u
         if src_inline != out_inline:
             raise ParseError(f"code_changed: the inline code (between backticks) in {key!r} must stay unchanged")
         prose_parts.append(out_prose)
-    _check_not_english(obj, source, lang, "\n".join(prose_parts), use_langid)
+    if language_checks:
+        _check_not_english(obj, source, lang, "\n".join(prose_parts), use_langid)
     return {key: obj[key] for key in source}
 
 
@@ -266,7 +289,12 @@ def _check_not_english(obj: dict[str, str], source: dict[str, str], lang: str, p
             raise ParseError(f"wrong_language: the text looks like {top!r}, not {get_language(lang).name}")
 
 
-def make_validator(source: dict[str, str], lang: str, *, use_langid: bool = True) -> Callable[[str], dict[str, str]]:
+LANGUAGE_REASONS = ("untranslated", "wrong_script", "left_in_english", "wrong_language")
+
+
+def make_validator(
+    source: dict[str, str], lang: str, *, use_langid: bool = True, language_checks: bool = True
+) -> Callable[[str], dict[str, str]]:
     """A parse function for the teacher: answer text -> the translated record, or ParseError(reason).
 
     The reason starts with a short code (not_json, not_object, wrong_keys, not_string, empty_value, code_changed,
@@ -276,7 +304,7 @@ def make_validator(source: dict[str, str], lang: str, *, use_langid: bool = True
     src = dict(source)
 
     def parse(text: str) -> dict[str, str]:
-        return _check_translation(extract_json_object(text), src, lang, use_langid)
+        return _check_translation(extract_json_object(text), src, lang, use_langid, language_checks)
 
     return parse
 
@@ -292,6 +320,7 @@ class _Result:
     reason: str | None
     raw: str | None
     attempts: int
+    warning: str | None = None  # a failed language check accepted under language_checks: report
 
 
 def _translate_records(
@@ -301,6 +330,8 @@ def _translate_records(
     name = get_language(lang).name
     sources = dict(items)
     validators = {key: make_validator(rec, lang, use_langid=cfg.langid) for key, rec in items}
+    report_only = cfg.language_checks == "report"
+    structural = {key: make_validator(rec, lang, language_checks=False) for key, rec in items} if report_only else {}
     base = {key: build_messages(rec, name) for key, rec in items}
     results: dict[str, _Result] = {}
     attempts: Counter[str] = Counter()
@@ -336,13 +367,19 @@ def _translate_records(
             attempts[key] += outcome.attempts
             reason = outcome.reason
             value = None
+            warning = None
             if outcome.ok:
                 try:
                     value = validators[key](outcome.text or "")
                 except ParseError as err:
                     reason = str(err)
+                    if report_only and reason_code(reason) in LANGUAGE_REASONS:
+                        try:
+                            value, warning = structural[key](outcome.text or ""), reason
+                        except ParseError as err2:
+                            reason = str(err2)
             if value is not None:
-                results[key] = _Result(value, None, outcome.text, attempts[key])
+                results[key] = _Result(value, None, outcome.text, attempts[key], warning)
             else:
                 last[key] = (outcome.text, reason or "unparseable answer")
                 still.append(key)
@@ -359,7 +396,7 @@ def _order_key(seed: int, row_id: str) -> str:
     return hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()
 
 
-def _allocate(limit: int | None, n_sft: int, n_gen: int) -> tuple[int, int]:
+def _allocate(limit: int | None, n_sft: int, n_gen: int, pool_fraction: float | None = None) -> tuple[int, int]:
     """How many sft-part and generated rows a limit keeps: proportional, with >= 1 sft and >= 2 generated
     rows (one for rank, one for ppo) whenever the data and the limit allow."""
     total = n_sft + n_gen
@@ -369,7 +406,8 @@ def _allocate(limit: int | None, n_sft: int, n_gen: int) -> tuple[int, int]:
     if limit <= need_s + need_g:
         g = min(need_g, limit)
         return min(need_s, limit - g), g
-    g = min(n_gen, limit - need_s, max(need_g, round(limit * n_gen / total)))
+    gen_share = n_gen / total if pool_fraction is None else 1.0 - pool_fraction
+    g = min(n_gen, limit - need_s, max(need_g, round(limit * gen_share)))
     s = min(n_sft, limit - g)
     return s, min(n_gen, limit - s)
 
@@ -394,7 +432,7 @@ def assign_splits(rows: list[dict[str, Any]], cfg: TranslateConfig) -> dict[str,
     """{id: split} for the rows a language translates: seed/pool rows -> sft, generated -> rank / ppo."""
     sft = sorted((r["id"] for r in rows if r["source"] in SFT_SOURCES), key=lambda i: _order_key(cfg.seed, i))
     gen = sorted((r["id"] for r in rows if r["source"] == GENERATED_SOURCE), key=lambda i: _order_key(cfg.seed, i))
-    n_sft, n_gen = _allocate(cfg.limit, len(sft), len(gen))
+    n_sft, n_gen = _allocate(cfg.limit, len(sft), len(gen), cfg.pool_fraction)
     gen = gen[:n_gen]
     n_rank = round(cfg.rank_fraction * len(gen))
     if len(gen) >= 2:
@@ -433,7 +471,9 @@ def translate_instructions(
                 **{k: (res.value.get(k, "") if ok else None) for k in INSTRUCTION_FIELDS},
                 **{f"en_{k}": row[k] for k in INSTRUCTION_FIELDS},
                 "status": "ok" if ok else "rejected",
-                "reason": res.reason,
+                "reason": res.reason
+                if not ok
+                else (f"language_check_reported: {res.warning}" if res.warning else None),
                 "raw": res.raw,
                 "attempts": res.attempts,
             }
@@ -453,6 +493,7 @@ def translate_instructions(
 def _metrics(out: list[dict[str, Any]], results: dict[str, _Result]) -> dict[str, Any]:
     ok = sum(1 for r in results.values() if r.value is not None)
     reasons = Counter(reason_code(r.reason) for r in results.values() if r.value is None)
+    warnings = Counter(reason_code(r.warning) for r in results.values() if r.value is not None and r.warning)
     answers = sum(r.attempts for r in results.values())
     return {
         "rows": len(results),
@@ -460,6 +501,8 @@ def _metrics(out: list[dict[str, Any]], results: dict[str, _Result]) -> dict[str
         "rejected": len(results) - ok,
         "acceptance_rate": round(ok / len(results), 4) if results else 0.0,
         "rejected_by_reason": dict(sorted(reasons.items())),
+        # accepted although a language check failed (translate.language_checks: report)
+        "language_warnings": dict(sorted(warnings.items())),
         "answers": answers,
         "reasked_rows": sum(1 for r in results.values() if r.attempts > 1),
     }
@@ -549,6 +592,7 @@ def translate_eval(
         "dropped": metrics["rejected"],
         "acceptance_rate": metrics["acceptance_rate"],
         "dropped_by_reason": metrics["rejected_by_reason"],
+        "language_warnings": metrics["language_warnings"],
         "answers": metrics["answers"],
         "reasked_records": metrics["reasked_rows"],
     }

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         if rate > tcfg.max_failure_rate:
             raise TeacherFatalError(
                 f"translate@{args.lang}: {rate:.0%} of {len(translated)} examples were rejected, above "
-                f"teacher.max_failure_rate = {tcfg.max_failure_rate}; see {args.metrics.name} reasons"
+                f"teacher.max_failure_rate = {tcfg.max_failure_rate}; reasons: {metrics['rejected_by_reason']}"
             )
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     metrics["table2"] = table2_lengths(accepted, tokenizer)

@@ -226,3 +226,11 @@ def test_import_okapi_ranking(tmp_path):
     path.write_text(json.dumps([{"instruction": "x", "prefered_output": "y"}]))
     with pytest.raises(DataError, match="record 1: field 'rejected_output'"):
         import_okapi_ranking(path, "vi")
+
+
+def test_ranking_schema_pins_the_number_and_range_of_ranks():
+    from okapi.ranking import ranking_schema
+
+    ranks = ranking_schema(4)["properties"]["ranks"]
+    assert ranks["minItems"] == ranks["maxItems"] == 4
+    assert ranks["items"]["enum"] == [1, 2, 3, 4]

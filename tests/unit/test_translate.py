@@ -368,3 +368,59 @@ def test_table2_lengths_by_source(tmp_path):
         "response": round((n("Eat well.") + n("He goes.")) / 2, 2),
     }
     assert table["generated"] == {"rows": 1, "prompt": n("Name a gas."), "response": n("Helium")}
+
+
+def test_report_mode_accepts_untranslated_answers_but_counts_them():
+    import json as _json
+
+    from fakes import FakeTeacher
+
+    from okapi.translate import TranslateConfig, translate_instructions
+
+    rows = [
+        {
+            "id": f"seed-{i}",
+            "source": "seed",
+            "instruction": f"Name three primary colours please {i}.",
+            "input": "",
+            "output": "Red, yellow and blue are the primary colours.",
+        }
+        for i in range(2)
+    ] + [
+        {
+            "id": f"gen-{i}",
+            "source": "generated",
+            "instruction": f"Describe the water cycle in simple words {i}.",
+            "input": "",
+            "output": "Water evaporates, forms clouds and falls again as rain.",
+        }
+        for i in range(2)
+    ]
+
+    def echo_source(messages, attempt):  # a teacher that cannot translate: repeats the English JSON
+        text = messages[0]["content"]
+        return text[text.index("{") :]
+
+    for mode, accepted in (("enforce", 0), ("report", 4)):
+        cfg = TranslateConfig(language_checks=mode, max_attempts=2, structured=False)
+        out, metrics = translate_instructions(FakeTeacher(echo_source), rows, "vi", cfg)
+        assert metrics["accepted"] == accepted
+        if mode == "report":
+            assert metrics["language_warnings"] == {"untranslated": 4}
+            assert all(r["status"] == "ok" and r["reason"].startswith("language_check_reported") for r in out)
+            assert _json.dumps(out)  # rows stay serialisable
+        else:
+            assert metrics["rejected_by_reason"] == {"untranslated": 4}
+
+
+def test_pool_fraction_sets_the_mix_under_a_limit():
+    from okapi.translate import TranslateConfig, assign_splits
+
+    rows = [{"id": f"s{i}", "source": "seed"} for i in range(55)] + [
+        {"id": f"g{i}", "source": "generated"} for i in range(12)
+    ]
+    proportional = assign_splits(rows, TranslateConfig(limit=20))
+    mixed = assign_splits(rows, TranslateConfig(limit=20, pool_fraction=0.4))
+    count = lambda splits, name: sum(1 for v in splits.values() if v == name)  # noqa: E731
+    assert count(proportional, "sft") > count(mixed, "sft") == 8
+    assert count(mixed, "rank") == 5 and count(mixed, "ppo") == 7
