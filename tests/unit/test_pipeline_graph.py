@@ -77,3 +77,15 @@ def test_every_okapi_module_a_stage_imports_is_a_dep(repo):
         imported = set(re.findall(r"from okapi\.(\w+) import", script.read_text()))
         for mod in imported - {"cli", "config", "io", "params", "schemas", "languages", "teacher"}:
             assert f"okapi/{mod}.py" in deps, f"{stage.addressing} imports okapi.{mod} but does not depend on it"
+
+
+def test_paper_profile_validates_and_lists_table_1(monkeypatch):
+    from okapi.languages import TARGET_LANGUAGES
+    from okapi.params import load_params
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    params = load_params(ROOT / "configs/paper/params.yaml")
+    params.validate_all()
+    assert sorted(params.languages) == sorted(TARGET_LANGUAGES)
+    assert params.section("ppo").learning_rate == 1e-6 and params.section("ppo").top_layers == 4
+    assert params.section("sft").batch_size == 128 and params.section("rm").batch_size == 64
