@@ -63,9 +63,19 @@ class EvalConfig:
     seed: int = 1234
     device: str = "cpu"
     dtype: str = "float32"
+    # Extra reference columns of the paper's tables (e.g. {bloomz: bigscience/bloomz-7b1}): name -> local model
+    # folder or hub id (a hub id needs OKAPI_ALLOW_HUB=1). Evaluated next to base / SFT / RLHF in every language.
+    reference_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         allowed = ", ".join(BENCHMARKS)
+        for name, spec in self.reference_models.items():
+            check(
+                bool(re.fullmatch(r"[A-Za-z0-9_.-]+", name)) and bool(str(spec).strip()),
+                f"evaluate.reference_models.{name}",
+                spec,
+                "a model folder or hub id under a name of letters, digits, '.', '_' or '-'",
+            )
         check(
             bool(self.benchmarks) and all(b in BENCHMARKS for b in self.benchmarks),
             "evaluate.benchmarks",
@@ -305,6 +315,16 @@ def _offline() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _is_hub_id(path: Path) -> bool:
+    """A reference model named by hub id ("org/name"), allowed only when the user lets us reach the hub."""
+    text = str(path)
+    return (
+        os.environ.get("OKAPI_ALLOW_HUB") == "1"
+        and not path.exists()
+        and re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None
+    )
+
+
 def load_lm(model_dir: Path, cfg: EvalConfig) -> LM:
     """An lm-eval HFLM over a local model folder (or a .gguf file, loaded by transformers)."""
     _offline()
@@ -316,6 +336,8 @@ def load_lm(model_dir: Path, cfg: EvalConfig) -> LM:
         kwargs.update(pretrained=str(model_dir.parent.resolve()), gguf_file=model_dir.name)
     elif (model_dir / "config.json").is_file():
         kwargs["pretrained"] = str(model_dir.resolve())
+    elif _is_hub_id(model_dir):
+        kwargs["pretrained"] = str(model_dir)
     else:
         raise DataError(f"{model_dir}: not a model folder (no config.json) nor a .gguf file")
     log.info("loading %s for evaluation on %s", model_dir, cfg.device)
@@ -441,8 +463,9 @@ def evaluate_models(models: dict[str, Path], lang: str, data_dir: Path, cfg: Eva
         _check_shots(benchmark, cfg.shots(benchmark), len(rows), shot_rows, data_file)
         plan[benchmark] = (data_file, fewshot_file)
     for name, path in models.items():
-        if not (Path(path).is_file() or (Path(path) / "config.json").is_file()):
-            raise DataError(f"model {name!r}: {path} is not a model folder (no config.json) nor a .gguf file")
+        if not (Path(path).is_file() or (Path(path) / "config.json").is_file() or _is_hub_id(Path(path))):
+            hint = " (a hub id needs OKAPI_ALLOW_HUB=1)" if not Path(path).exists() and "/" in str(path) else ""
+            raise DataError(f"model {name!r}: {path} is not a model folder (no config.json) nor a .gguf file{hint}")
     results: dict[str, Any] = {}
     for name, path in models.items():
         lm = load_lm(Path(path), cfg)

@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     get_language(args.lang)
     cfg = load_params(args.params, lang=args.lang, sections=("evaluate",)).section("evaluate")
     models = dict(_model_arg(m) for m in args.model)
+    for name, spec in cfg.reference_models.items():
+        if name in models:
+            raise ConfigError(f"evaluate.reference_models.{name} clashes with the pipeline's model {name!r}")
+        models[name] = Path(spec)
 
     from okapi.evaluate import evaluate_models
 

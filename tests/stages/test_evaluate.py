@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from okapi.evaluate import (
     write_task_yaml,
 )
 from okapi.io import DataError, write_parquet
+from okapi.schemas import MULTIPLE_CHOICE
 
 # Records written for these tests: 3- and 5-option ARC items, WikiHow-style [tags], stray whitespace, an empty
 # and a capitalised ctx_b, so every branch of the okapi preprocessing is exercised.
@@ -472,3 +474,52 @@ def test_shipped_english_sources_are_valid_benchmark_records(tmp_path, benchmark
     if benchmark == "arc":
         counts = {sum(1 for f in ("option_a", "option_b", "option_c", "option_d", "option_e") if r[f]) for r in rows}
         assert counts == {3, 4, 5}
+
+
+def test_reference_models_from_params_are_validated_and_evaluated(tmp_path, tiny_model_dir, monkeypatch):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from okapi.config import ConfigError, from_dict
+    from okapi.evaluate import EvalConfig
+
+    with pytest.raises(ConfigError, match="evaluate.reference_models"):
+        from_dict(EvalConfig, {"reference_models": {"bad name": "x"}}, "evaluate")
+
+    root = Path(__file__).resolve().parents[2]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["evaluate"].update(benchmarks=["arc"], limit=2, reference_models={"bloomz": str(tiny_model_dir)})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [json.loads(x) for x in (root / "data/eval_sources/arc.jsonl").read_text().splitlines()[:4]]
+    write_parquet(rows, data / "arc.parquet", MULTIPLE_CHOICE)
+    out = tmp_path / "vi.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.evaluate",
+            "--lang",
+            "vi",
+            "--model",
+            f"base={tiny_model_dir}",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result) == {"lang", "base", "bloomz"}
+    assert result["bloomz"]["arc"]["n"] == 2
