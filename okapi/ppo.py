@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from okapi.config import check
+from okapi.config import ConfigError, check
 from okapi.io import DataError
 from okapi.modeling import decoder_layers, load_causal_lm, replace_dir, trainable_top_layers
 from okapi.prompting import format_prompt
@@ -65,6 +65,11 @@ class PPOConfig:
     max_prompt_length: int = 512  # longer prompts are dropped and counted
     missing_eos_penalty: float = 0.0  # subtracted from the score of responses cut at max_new_tokens (0: off)
     max_steps: int = -1  # -1: epochs x ceil(prompts / batch_size)
+    # > 0: hold out this share of the PPO prompts (whole prompts, chosen by id with ``seed``) for the SFT-vs-PPO
+    # reward comparison, instead of separate held-out prompts; those are the reward model's training prompts in
+    # the pipeline, where its scores flatter whatever policy answers them.
+    heldout_fraction: float = 0.0
+    heldout_samples: int = 1  # responses sampled per held-out prompt (a handful of prompts gives a noisy mean)
     eval_batch_size: int = 8
     rm_batch_size: int = 8
     seed: int = 0
@@ -102,6 +107,8 @@ class PPOConfig:
         check(self.max_prompt_length >= 8, "ppo.max_prompt_length", self.max_prompt_length, ">= 8")
         check(self.missing_eos_penalty >= 0, "ppo.missing_eos_penalty", self.missing_eos_penalty, ">= 0")
         check(self.max_steps == -1 or self.max_steps >= 1, "ppo.max_steps", self.max_steps, "-1 or >= 1")
+        check(0 <= self.heldout_fraction < 1, "ppo.heldout_fraction", self.heldout_fraction, "0 <= f < 1")
+        check(self.heldout_samples >= 1, "ppo.heldout_samples", self.heldout_samples, ">= 1")
         check(self.eval_batch_size >= 1, "ppo.eval_batch_size", self.eval_batch_size, ">= 1")
         check(self.rm_batch_size >= 1, "ppo.rm_batch_size", self.rm_batch_size, ">= 1")
 
@@ -449,25 +456,86 @@ def _scores(
     return scores
 
 
-def mean_heldout_reward(
-    lm: Any, tokenizer: Any, prompts: list[str], reward_fn: RewardFn, cfg: PPOConfig, accelerator: Any
-) -> float:
-    """Mean reward of responses sampled (with a fixed seed) for this process's share of the held-out prompts."""
+def split_heldout_prompts(
+    rows: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, heldout) rows: ``ceil(fraction x n)`` prompts held out by id, at least one prompt left to train on.
+
+    Chosen from the sorted ids, so the split does not depend on row order and reruns pick the same prompts.
+    """
+    if fraction <= 0 or len(rows) < 2:
+        return list(rows), []
+    ids = sorted({str(r.get("id")) for r in rows})
+    n_held = max(1, min(math.ceil(fraction * len(ids)), len(ids) - 1))
+    held = set(random.Random(seed).sample(ids, n_held))
+    return [r for r in rows if str(r.get("id")) not in held], [r for r in rows if str(r.get("id")) in held]
+
+
+@torch.no_grad()
+def sequence_kl(
+    policy: PolicyWithValue,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    responses: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: PPOConfig,
+) -> torch.Tensor:
+    """KL(policy || reference) per sequence [B]: the exact KL of the next-token distributions, summed over the
+    states a policy sample visits (responses must come from the policy). Unlike the sampled-token estimate
+    ``log pi(y_t) - log pi_ref(y_t)`` it is never negative and stays steady on a handful of held-out samples."""
+    ids, attn, pos = sequence_inputs(prompt_ids, prompt_mask, responses, mask)
+    start = prompt_ids.shape[1]
+    out = []
+    for i in range(0, ids.shape[0], cfg.mini_batch_size):
+        sl = slice(i, i + cfg.mini_batch_size)
+        logits, _ = policy(ids[sl], attn[sl], pos[sl], start)
+        ref_logits, _ = policy(ids[sl], attn[sl], pos[sl], start, reference=True)
+        logp = torch.log_softmax(logits.float() / cfg.temperature, dim=-1)
+        ref_logp = torch.log_softmax(ref_logits.float() / cfg.temperature, dim=-1)
+        per_state = (logp.exp() * (logp - ref_logp)).sum(-1)
+        out.append((per_state * mask[sl].float()).sum(1))
+    return torch.cat(out)
+
+
+def evaluate_heldout(
+    lm: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    reward_fn: RewardFn,
+    cfg: PPOConfig,
+    accelerator: Any,
+    policy: PolicyWithValue | None = None,
+) -> tuple[float, float]:
+    """(mean reward, mean sequence KL to the reference) of responses sampled with a fixed seed for the held-out
+    prompts (``cfg.heldout_samples`` per prompt, shared between processes); the KL is NaN without ``policy``."""
     device = accelerator.device
-    mine = prompts[accelerator.process_index :: accelerator.num_processes]
-    total, count = 0.0, 0
+    repeated = [p for p in prompts for _ in range(cfg.heldout_samples)]
+    mine = repeated[accelerator.process_index :: accelerator.num_processes]
+    total, kl_total, count = 0.0, 0.0, 0
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         # Same seed before and after PPO: the two means differ by the policy, not by sampling luck.
         torch.manual_seed(cfg.seed + 7919 + accelerator.process_index)
         for i in range(0, len(mine), cfg.eval_batch_size):
             batch = mine[i : i + cfg.eval_batch_size]
-            _, _, _, _, texts = _sample(lm, tokenizer, batch, cfg, device)
+            ids, pmask, resp, mask, texts = _sample(lm, tokenizer, batch, cfg, device)
             scores = reward_fn(batch, texts)
             total += float(sum(scores))
             count += len(scores)
-    sums = accelerator.reduce(torch.tensor([total, float(count)], device=device), reduction="sum")
-    return float(sums[0] / sums[1]) if float(sums[1]) > 0 else float("nan")
+            if policy is not None:
+                with accelerator.autocast():
+                    kl_total += float(sequence_kl(policy, ids, pmask, resp, mask, cfg).sum())
+    sums = accelerator.reduce(torch.tensor([total, kl_total, float(count)], device=device), reduction="sum")
+    if float(sums[2]) == 0:
+        return float("nan"), float("nan")
+    return float(sums[0] / sums[2]), float(sums[1] / sums[2]) if policy is not None else float("nan")
+
+
+def mean_heldout_reward(
+    lm: Any, tokenizer: Any, prompts: list[str], reward_fn: RewardFn, cfg: PPOConfig, accelerator: Any
+) -> float:
+    """Mean reward of responses sampled (with a fixed seed) for this process's share of the held-out prompts."""
+    return evaluate_heldout(lm, tokenizer, prompts, reward_fn, cfg, accelerator)[0]
 
 
 def _tmp_dir(out_dir: Path) -> Path:
@@ -492,7 +560,7 @@ def train_ppo(
     sft_dir: Path,
     rm_dir: Path | None,
     prompts: list[dict[str, Any]],
-    heldout: list[dict[str, Any]],
+    heldout: list[dict[str, Any]] | None,
     out_dir: Path,
     cfg: PPOConfig,
     *,
@@ -500,7 +568,10 @@ def train_ppo(
 ) -> dict[str, Any]:
     """PPO from the SFT model against the reward model in ``rm_dir`` (or ``reward_fn(prompts, responses)``).
 
-    Returns metrics; ``metrics["history"]`` holds one dict per PPO step (pop it before writing scalar metrics).
+    Held-out prompts are ``heldout``, or with ``cfg.heldout_fraction > 0`` a slice of ``prompts`` (then ``heldout``
+    must be empty or None). Returns metrics; ``metrics["history"]`` holds one dict per PPO step (pop it before
+    writing scalar metrics). ``history[i]["kl"]`` is the KL of the policy that sampled step i's batch (before that
+    step's update, so 0 at step 1); ``metrics["kl"]`` is the final policy's KL on fresh held-out samples.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -510,6 +581,14 @@ def train_ppo(
     accelerator = Accelerator()
     n_proc = accelerator.num_processes
     check(cfg.batch_size >= n_proc, "ppo.batch_size", cfg.batch_size, f">= the number of processes ({n_proc})")
+    if cfg.heldout_fraction > 0:
+        if heldout:
+            raise ConfigError(
+                f"parameter ppo.heldout_fraction = {cfg.heldout_fraction} takes the held-out prompts from the PPO "
+                f"prompts, but {len(heldout)} separate held-out prompts were given too; pass one or the other"
+            )
+        prompts, heldout = split_heldout_prompts(prompts, cfg.heldout_fraction, cfg.seed)
+    heldout = heldout or []
     set_seed(cfg.seed)
     lm, tokenizer = load_causal_lm(sft_dir, for_training=False)
     lm.config.use_cache = True
@@ -543,6 +622,7 @@ def train_ppo(
         total = min(total, cfg.max_steps)
     history: list[dict[str, Any]] = []
     order: list[int] = []
+    batch: list[str] = texts[: cfg.batch_size]
     progress = tqdm(range(total), desc="ppo", unit="step", disable=not accelerator.is_main_process)
     for step in progress:
         epoch, k = divmod(step, steps_per_epoch)
@@ -555,7 +635,10 @@ def train_ppo(
             mine = batch[:1]
         ids, pmask, resp, mask, resp_texts = _sample(lm, tokenizer, mine, cfg, device)
         scores = _scores(reward_fn, mine, resp_texts, resp, mask, eos, cfg)
-        rollout = make_rollout(policy, ids, pmask, resp, mask, scores, cfg)
+        # Same precision as the update's forward (bf16 under a mixed-precision config): old log-probs computed in
+        # fp32 against bf16 new ones would make the first ratio differ from 1 and clip for no reason.
+        with accelerator.autocast():
+            rollout = make_rollout(policy, ids, pmask, resp, mask, scores, cfg)
         stats = ppo_update(wrapped, optimizer, rollout, cfg, accelerator)
         kl_seq = rollout.kl.sum(1)
         row = {
@@ -577,7 +660,11 @@ def train_ppo(
         progress.set_postfix(reward=f"{reduced['reward']:.3f}", kl=f"{reduced['kl']:.3f}")
         log.info("ppo step %d: %s", step + 1, {k: round(v, 4) for k, v in reduced.items()})
 
-    ppo_heldout = mean_heldout_reward(lm, tokenizer, held_texts, reward_fn, cfg, accelerator) if held_texts else None
+    # The final policy's KL to the reference, on its own samples: the rollout KL in history predates each update.
+    kl_prompts = held_texts or batch
+    ppo_heldout, final_kl = evaluate_heldout(lm, tokenizer, kl_prompts, reward_fn, cfg, accelerator, policy)
+    if not held_texts:
+        ppo_heldout = None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_policy(accelerator.unwrap_model(wrapped), tokenizer, Path(out_dir))
@@ -590,7 +677,9 @@ def train_ppo(
         "mean_reward_sft_heldout": sft_heldout,
         "mean_reward_ppo_heldout": ppo_heldout,
         "heldout_prompts": len(held_texts),
-        "kl": history[-1]["kl"] if history else float("nan"),
+        "heldout_samples": len(held_texts) * cfg.heldout_samples,
+        "kl": final_kl,
+        "kl_last_rollout": history[-1]["kl"] if history else float("nan"),
         "policy_loss": avg("policy_loss"),
         "value_loss": avg("value_loss"),
         "clip_frac": avg("clip_frac"),

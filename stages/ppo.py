@@ -18,7 +18,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sft", required=True, type=Path)
     p.add_argument("--rm", required=True, type=Path)
     p.add_argument("--prompts", required=True, type=Path, help="PPO-prompt split")
-    p.add_argument("--heldout", required=True, type=Path, help="prompts never trained on, for the reward signal")
+    p.add_argument(
+        "--heldout",
+        type=Path,
+        help="prompts for the SFT-vs-PPO reward comparison; leave out with ppo.heldout_fraction > 0 (a PPO slice)",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--metrics", required=True, type=Path)
     p.add_argument("--history", required=True, type=Path, help="per-step curves for dvc plots")
@@ -26,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     get_language(args.lang)
     cfg = load_params(args.params, lang=args.lang, sections=("ppo",)).section("ppo")
     prompts = read_rows(args.prompts, PROMPTS)
-    heldout = read_rows(args.heldout, PROMPTS)
+    heldout = read_rows(args.heldout, PROMPTS) if args.heldout else None
 
     from okapi.ppo import train_ppo
 

@@ -1,0 +1,251 @@
+"""Scale-out dry checks: accelerate configs parse as accelerate reads them, and training code asks accelerate
+(not a hard-coded 1) for the world size. Nothing here launches a second process or needs a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from okapi import reward, sft
+from okapi.ppo import PPOConfig, Rollout, ppo_update
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
+
+# file -> (distributed_type, num_processes, num_machines, mixed_precision)
+EXPECTED = {
+    "cpu.yaml": ("NO", 1, 1, "no"),
+    "1gpu.yaml": ("NO", 1, 1, "bf16"),
+    "8gpu_fsdp.yaml": ("FSDP", 8, 1, "bf16"),
+    "8gpu_zero3.yaml": ("DEEPSPEED", 8, 1, "bf16"),
+    "multinode_zero3.yaml": ("DEEPSPEED", 16, 2, "bf16"),
+}
+
+
+def _load(name: str) -> Any:
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+
+    cfg = load_config_from_file(str(CONFIG_DIR / name))
+    assert isinstance(cfg, ClusterConfig)  # LOCAL_MACHINE configs, not SageMaker
+    return cfg
+
+
+def test_every_accelerate_config_has_expectations() -> None:
+    assert sorted(p.name for p in CONFIG_DIR.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_config_parses_with_accelerates_loader(name: str) -> None:
+    from accelerate.utils import DistributedType
+
+    dist, n_proc, n_machines, precision = EXPECTED[name]
+    cfg = _load(name)
+    assert cfg.distributed_type == DistributedType[dist]
+    assert (cfg.num_processes, cfg.num_machines, cfg.mixed_precision) == (n_proc, n_machines, precision)
+    assert cfg.num_processes % cfg.num_machines == 0
+    assert cfg.use_cpu is (name == "cpu.yaml")  # bf16 on every GPU config, fp32 on the CPU one
+    if cfg.num_machines > 1:
+        assert cfg.main_process_ip and cfg.main_process_port and cfg.machine_rank == 0
+    if dist == "DEEPSPEED":
+        assert cfg.deepspeed_config["zero_stage"] == 3
+    if dist == "FSDP":
+        assert cfg.fsdp_config["fsdp_version"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_launch_reads_the_config_and_knows_its_keys(name: str) -> None:
+    """What `accelerate launch --config_file <name>` would do with it, stopping before it starts anything."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    parser = launch_command_parser()
+    known = {action.dest for action in parser._actions}
+    cfg = _load(name)
+    # accelerate copies these sections onto launch options without checking them: a typo would be ignored silently.
+    for key in cfg.deepspeed_config:
+        assert key in known, f"{name}: deepspeed_config.{key} is not an accelerate launch option"
+    for key in cfg.fsdp_config:
+        option = key if key.startswith("fsdp") else f"fsdp_{key}"
+        assert option in known, f"{name}: fsdp_config.{key} is not an accelerate launch option"
+    args, _, _ = _validate_launch_command(parser.parse_args(["--config_file", str(CONFIG_DIR / name), "train.py"]))
+    dist, n_proc, _, precision = EXPECTED[name]
+    assert args.use_deepspeed is (dist == "DEEPSPEED")
+    assert args.use_fsdp is (dist == "FSDP")
+    assert (args.num_processes, args.mixed_precision) == (n_proc, precision)
+
+
+# ------------------------------------------------------------------------------------------------ world size
+
+
+class _FakeState:
+    num_processes = 8
+
+
+def test_world_size_comes_from_accelerate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import accelerate
+
+    assert sft.world_size() == 1
+    monkeypatch.setattr(accelerate, "PartialState", _FakeState)
+    assert sft.world_size() == 8
+
+
+class _Captured(Exception):
+    def __init__(self, args: Any) -> None:
+        super().__init__("trainer built")
+        self.training_args = args
+
+
+def _capture_trainer(*_: Any, args: Any, **__: Any) -> None:
+    raise _Captured(args)
+
+
+def test_sft_accumulation_divides_by_the_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trl
+
+    monkeypatch.setattr(sft, "world_size", lambda: 8)
+    monkeypatch.setattr(sft, "load_causal_lm", lambda *a, **k: (None, None))
+    monkeypatch.setattr(trl, "SFTTrainer", _capture_trainer)
+    rows = [{"id": "a", "instruction": "Say hi.", "input": "", "output": "Hi."}]
+    cfg = sft.SFTConfig(batch_size=128, per_device_train_batch_size=4)
+    with pytest.raises(_Captured) as caught:
+        sft.build_sft_trainer(Path("unused"), rows, Path("unused/out"), cfg)
+    args = caught.value.training_args
+    assert args.per_device_train_batch_size == 4
+    assert args.gradient_accumulation_steps == 128 // (4 * 8)
+    monkeypatch.setattr(sft, "world_size", lambda: 1)
+    with pytest.raises(_Captured) as caught:
+        sft.build_sft_trainer(Path("unused"), rows, Path("unused/out"), cfg)
+    assert caught.value.training_args.gradient_accumulation_steps == 32
+
+
+def test_reward_model_accumulation_divides_by_the_world_size(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import trl
+
+    monkeypatch.setattr(reward, "world_size", lambda: 4)
+    monkeypatch.setattr(trl, "RewardTrainer", _capture_trainer)
+    pairs = [
+        {"id": f"p{i}", "instruction": f"Tip {i}.", "input": "", "chosen": "Sleep well.", "rejected": "xq"}
+        for i in range(4)
+    ]
+    cfg = reward.RewardConfig(batch_size=64, per_device_train_batch_size=4, eval_fraction=0.0)
+    with pytest.raises(_Captured) as caught:
+        reward.train_reward_model(tiny_model_dir, pairs, tmp_path / "rm", cfg)
+    assert caught.value.training_args.gradient_accumulation_steps == 64 // (4 * 4)
+
+
+# ------------------------------------------------------------------------------------------------ PPO
+
+
+class _SpyAccelerator:
+    """Records what ppo_update hands to accelerate; backward goes through here, never loss.backward()."""
+
+    def __init__(self) -> None:
+        self.backward_calls = 0
+        self.clip_calls = 0
+
+    def autocast(self) -> Any:
+        return torch.autocast("cpu", enabled=False)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.backward_calls += 1
+        loss.backward()
+
+    def clip_grad_norm_(self, params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+        self.clip_calls += 1
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+class _ToyPolicy(nn.Module):
+    def __init__(self, vocab: int = 5) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 8)
+        self.head = nn.Linear(8, vocab)
+        self.value = nn.Linear(8, 1)
+
+    def forward(self, ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor, start: int) -> tuple:
+        hidden = self.emb(ids[:, start - 1 : -1])
+        return self.head(hidden), self.value(hidden).squeeze(-1)
+
+
+def test_ppo_update_steps_through_the_accelerator() -> None:
+    torch.manual_seed(0)
+    policy = _ToyPolicy()
+    batch, prompt_len, resp_len = 6, 3, 4
+    ids = torch.randint(0, 5, (batch, prompt_len + resp_len))
+    mask = torch.ones(batch, resp_len)
+    zeros = torch.zeros(batch, resp_len)
+    rollout = Rollout(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        position_ids=torch.arange(ids.shape[1]).expand(batch, -1),
+        response_start=prompt_len,
+        responses=ids[:, prompt_len:],
+        mask=mask,
+        old_logp=zeros - 1.6,
+        ref_logp=zeros - 1.6,
+        old_values=zeros,
+        scores=torch.ones(batch),
+        rewards=zeros,
+        kl=zeros,
+        advantages=torch.randn(batch, resp_len),
+        returns=torch.ones(batch, resp_len),
+    )
+    before = [p.detach().clone() for p in policy.parameters()]
+    optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
+    spy = _SpyAccelerator()
+    cfg = PPOConfig(batch_size=6, mini_batch_size=4, ppo_epochs=3)
+    stats = ppo_update(policy, optimizer, rollout, cfg, spy)
+    assert spy.backward_calls == spy.clip_calls == 3 * 2  # ppo_epochs x ceil(6 / 4) mini-batches
+    assert all(not torch.equal(b, p) for b, p in zip(before, policy.parameters(), strict=True))
+    assert set(stats) >= {"policy_loss", "value_loss", "approx_kl"}
+
+
+def test_train_ppo_prepares_with_accelerate_and_splits_batches_by_process(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A fake second process of two: it must sample only its share of each batch and of the held-out prompts."""
+    import accelerate
+
+    calls: dict[str, int] = {"prepare": 0, "backward": 0}
+
+    class SecondOfTwo(accelerate.Accelerator):
+        @property
+        def num_processes(self) -> int:
+            return 2
+
+        @property
+        def process_index(self) -> int:
+            return 1
+
+        def prepare(self, *objects: Any) -> Any:
+            calls["prepare"] += 1
+            return super().prepare(*objects)
+
+        def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+            calls["backward"] += 1
+            super().backward(loss, **kwargs)
+
+    monkeypatch.setattr(accelerate, "Accelerator", SecondOfTwo)
+    seen: list[list[str]] = []
+
+    def reward_fn(prompts: list[str], responses: list[str]) -> list[float]:
+        seen.append(list(prompts))
+        return [float(len(r)) for r in responses]
+
+    from okapi.ppo import train_ppo
+
+    prompts = [{"id": f"q{i}", "instruction": f"Tip number {i}.", "input": ""} for i in range(8)]
+    held = [{"id": f"h{i}", "instruction": f"Say {i}.", "input": ""} for i in range(4)]
+    cfg = PPOConfig(
+        top_layers=1, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=3, max_steps=2, eval_batch_size=8
+    )
+    metrics = train_ppo(tiny_model_dir, None, prompts, held, tmp_path / "ppo", cfg, reward_fn=reward_fn)
+    assert calls["prepare"] == 1
+    assert calls["backward"] == 2 * 1 * 1  # steps x ppo_epochs x (2 prompts on this process / mini-batch 2)
+    # held-out before, two PPO steps, held-out after: always this process's half
+    assert [len(s) for s in seen] == [2, 2, 2, 2]
+    assert metrics["steps"] == 2
