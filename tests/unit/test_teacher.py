@@ -200,3 +200,190 @@ def test_sigkill_then_rerun_sends_no_duplicate_and_leaks_no_key(tmp_path, key):
     assert CANARY not in cache.read_text()
     assert CANARY not in rerun.stdout + rerun.stderr + err1.decode()
     assert all(h == f"Bearer {CANARY}" for h in srv.auth_headers)
+
+
+# -- batch mode (OpenAI Batch API) ----------------------------------------------------------------------------------
+
+
+def bcfg(url: str, **kw) -> TeacherConfig:
+    return cfg(url, mode="batch", batch_poll_s=0.01, **kw)
+
+
+def test_batch_mode_answers_everything_and_a_rerun_sends_nothing(tmp_path, key):
+    cache = tmp_path / "cache.jsonl"
+    with FakeOpenAIServer(echo) as srv:
+        srv.batch_polls = 3
+        t = Teacher(bcfg(srv.base_url), srv.base_url, cache)
+        out = t.run(reqs(10), ident)
+        t.close()
+        assert [o.value for o in out] == [f"answer: q{i}" for i in range(10)]
+        assert srv.requests == []  # nothing went to the online endpoint
+        assert len(srv.batches) == 1
+        (batch,) = srv.batches.values()
+        assert srv.batch_retrieves[batch["id"]] == 3  # polled until it completed
+        lines = [json.loads(x) for x in srv.files[batch["input_file_id"]].decode().splitlines()]
+        assert [x["custom_id"] for x in lines] == [t.cache_key(r, 0) for r in reqs(10)]
+        assert {(x["method"], x["url"]) for x in lines} == {("POST", "/v1/chat/completions")}
+        assert lines[0]["body"] == {
+            "model": "m",
+            "messages": reqs(1)[0].messages,
+            "max_tokens": 512,
+            "temperature": 0.0,
+        }
+        assert batch["completion_window"] == "24h"
+        assert len(cache.read_text().splitlines()) == 10
+        assert not t.batch_state_path.exists()
+        acc = t.account()
+        assert acc["requests_sent"] == 10 and acc["batches"] == 1 and acc["prompt_tokens"] == 100
+
+        files_before = len(srv.files)
+        t2 = Teacher(bcfg(srv.base_url), srv.base_url, cache)
+        out2 = t2.run(reqs(10), ident)
+        t2.close()
+        assert [o.value for o in out2] == [o.value for o in out]
+        assert len(srv.batches) == 1 and len(srv.files) == files_before  # no upload, no batch
+        assert t2.account()["requests_sent"] == 0 and t2.account()["cache_hits"] == 10
+
+
+def test_batch_mode_reasks_rejected_answers_in_a_new_batch(tmp_path, key):
+    def parse(text: str) -> str:
+        if "q0" not in text:
+            raise ParseError("not q0")
+        return text
+
+    with FakeOpenAIServer(echo) as srv:
+        t = Teacher(bcfg(srv.base_url, max_attempts=2), srv.base_url, tmp_path / "c.jsonl")
+        out = t.run(reqs(3), parse)
+        t.close()
+    assert out[0].ok and out[0].attempts == 1
+    assert [o.reason for o in out[1:]] == ["not q0", "not q0"] and all(o.attempts == 2 for o in out[1:])
+    assert len(srv.batches) == 2
+    assert sorted(b["temperature"] for b in srv.batch_lines) == [0.0, 0.0, 0.0, 0.7, 0.7]
+    assert t.account()["reasked"] == 2 and t.account()["rejected"] == 2
+
+
+def test_a_run_killed_while_polling_resumes_the_same_batch(tmp_path, key):
+    cache = tmp_path / "cache.jsonl"
+    with FakeOpenAIServer(echo) as srv:
+        srv.batch_polls = 10_000  # the first run gives up polling long before the batch completes
+        first = Teacher(bcfg(srv.base_url, batch_max_wait_s=0.05), srv.base_url, cache)
+        with pytest.raises(TeacherFatalError, match="rerun resumes polling"):
+            first.run(reqs(6), ident)
+        first.close()
+        (batch_id,) = srv.batches
+        state = json.loads(first.batch_state_path.read_text())
+        assert state["batches"] == [batch_id]
+        assert CANARY not in first.batch_state_path.read_text()
+
+        elsewhere = "http://127.0.0.1:9/v1"
+        moved = Teacher(bcfg(elsewhere), elsewhere, cache)
+        with pytest.raises(TeacherFatalError, match="lists batches"):  # never polled at another endpoint
+            moved.run(reqs(6), ident)
+        moved.close()
+
+        srv.batch_polls = srv.batch_retrieves[batch_id] + 2
+        second = Teacher(bcfg(srv.base_url), srv.base_url, cache)
+        out = second.run(reqs(6), ident)
+        second.close()
+    assert [o.value for o in out] == [f"answer: q{i}" for i in range(6)]
+    assert list(srv.batches) == [batch_id]  # one batches.create in all
+    assert not second.batch_state_path.exists()
+    assert second.account()["batches"] == 0 and second.account()["requests_sent"] == 6
+
+
+def test_failed_batch_items_are_retried_in_the_next_batch(tmp_path, key):
+    with FakeOpenAIServer(echo) as srv:
+        srv.batch_item_faults = ["500", None, "429", "drop", None, "empty"]
+        t = Teacher(bcfg(srv.base_url), srv.base_url, tmp_path / "c.jsonl")
+        out = t.run(reqs(6), ident)
+        t.close()
+    assert [o.value for o in out] == [f"answer: q{i}" for i in range(6)]
+    assert len(srv.batches) == 2
+    second = [b for b in srv.batches.values() if b["id"] != "batch_2"]
+    assert second[0]["request_counts"]["total"] == 4
+    assert t.account()["retries"] == {"batch_incomplete": 1, "invalid_body": 1, "rate_limit": 1, "server_error": 1}
+
+
+def test_batch_items_that_keep_failing_or_are_rejected_are_fatal(tmp_path, key):
+    with FakeOpenAIServer(echo) as srv:
+        srv.batch_item_faults = [None, "500", "500"]
+        t = Teacher(bcfg(srv.base_url, max_retries=1), srv.base_url, tmp_path / "a.jsonl")
+        with pytest.raises(TeacherFatalError, match=r"1 request\(s\) kept failing in batches .*server_error"):
+            t.run(reqs(2), ident)
+        t.close()
+        assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1  # the good answer is kept
+
+        srv.batch_item_faults = ["400"]
+        t = Teacher(bcfg(srv.base_url), srv.base_url, tmp_path / "b.jsonl")
+        with pytest.raises(TeacherFatalError, match=r"rejected \(HTTP 400\)"):
+            t.run(reqs(2), ident)
+        t.close()
+        assert not t.batch_state_path.exists()
+        assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("outcome", "words"), [("failed", "failed: model m is unknown"), ("cancelled", "cancelled")])
+def test_failed_or_cancelled_batch_is_one_clear_error(tmp_path, key, outcome, words):
+    with FakeOpenAIServer(echo) as srv:
+        srv.batch_outcomes = [outcome]
+        t = Teacher(bcfg(srv.base_url), srv.base_url, tmp_path / "c.jsonl")
+        with pytest.raises(TeacherFatalError, match=words):
+            t.run(reqs(2), ident)
+        t.close()
+    assert not t.batch_state_path.exists()  # a rerun submits again instead of waiting on a dead batch
+
+
+def test_expired_batch_resubmits_what_it_did_not_answer(tmp_path, key):
+    with FakeOpenAIServer(echo) as srv:
+        srv.batch_outcomes = ["expired"]
+        srv.batch_item_faults = [None, "drop", "drop"]
+        t = Teacher(bcfg(srv.base_url), srv.base_url, tmp_path / "c.jsonl")
+        out = t.run(reqs(3), ident)
+        t.close()
+    assert all(o.ok for o in out) and len(srv.batches) == 2
+    assert t.account()["retries"] == {"batch_incomplete": 2}
+
+
+def test_batch_mode_needs_a_batch_api(tmp_path, key):
+    with pytest.raises(ConfigError, match="teacher.mode"):
+        from_dict(TeacherConfig, {"mode": "batch"}, "teacher")  # embedded llama.cpp has no Batch API
+    with pytest.raises(ConfigError, match="teacher.batch_completion_window"):
+        from_dict(TeacherConfig, {"batch_completion_window": "1h"}, "teacher")
+
+
+_BATCH_CHILD = r"""
+import sys
+from okapi.config import from_dict
+from okapi.teacher import ChatRequest, Teacher, TeacherConfig
+url, cache = sys.argv[1], sys.argv[2]
+c = from_dict(
+    TeacherConfig,
+    {"backend": "openai", "base_url": url, "model": "m", "mode": "batch", "batch_poll_s": 0.01},
+    "teacher",
+)
+reqs = [ChatRequest(key=f"r{i}", messages=[{"role": "user", "content": f"q{i}"}]) for i in range(8)]
+Teacher(c, url, cache).run(reqs, lambda s: s)
+"""
+
+
+def test_sigkill_while_a_batch_runs_then_rerun_resumes_it(tmp_path, key):
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OPENAI_API_KEY": CANARY}
+    cache = tmp_path / "cache.jsonl"
+    with FakeOpenAIServer(echo) as srv:
+        srv.batch_polls = 10**9  # in progress until the child is dead
+        proc = subprocess.Popen([sys.executable, "-c", _BATCH_CHILD, srv.base_url, str(cache)], env=env)
+        for _ in range(400):  # wait until it has submitted and is polling, then kill hard
+            if srv.batch_retrieves:
+                break
+            time.sleep(0.025)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (batch_id,) = srv.batches
+        srv.batch_polls = srv.batch_retrieves[batch_id] + 1
+        t = Teacher(cfg(srv.base_url, mode="batch", batch_poll_s=0.01), srv.base_url, cache)
+        out = t.run(reqs(8), ident)
+        t.close()
+    assert [o.value for o in out] == [f"answer: q{i}" for i in range(8)]
+    assert list(srv.batches) == [batch_id] and srv.requests == []
+    assert not t.batch_state_path.exists()
