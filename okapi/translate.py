@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -42,6 +42,9 @@ GENERATED_SOURCE = "generated"
 class TranslateConfig:
     limit: int | None = None  # rows per language (None: all); a stratified subset keeps every split non-empty
     eval_limit: int | None = None  # first N records of each evaluation set (None: all)
+    # English benchmark sources from the hub, by benchmark (okapi.eval_sources: "<id>[:<config>]@<split>");
+    # a benchmark not listed comes from the local data/eval_sources/<benchmark>.jsonl.
+    eval_sources: dict[str, str] = field(default_factory=dict)
     max_attempts: int = 3  # answers per example, the re-asks included
     rank_fraction: float = 0.4  # share of the generated rows for ranking (paper: 42K of 106K); the rest is PPO
     # Under a limit, the share of it taken from the pool (sft) part; null: proportional to the data. The paper's
@@ -58,6 +61,11 @@ class TranslateConfig:
     max_tokens: int | None = None  # None: the teacher's default
 
     def __post_init__(self) -> None:
+        from okapi.eval_sources import BENCHMARKS, parse_hub_spec
+
+        for bench, spec in self.eval_sources.items():
+            check(bench in BENCHMARKS, f"translate.eval_sources.{bench}", spec, f"keys among {', '.join(BENCHMARKS)}")
+            parse_hub_spec(spec, f"translate.eval_sources.{bench}")
         check(self.limit is None or self.limit >= 1, "translate.limit", self.limit, "null or an integer >= 1")
         check(
             self.eval_limit is None or self.eval_limit >= 1,

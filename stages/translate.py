@@ -7,7 +7,7 @@ from pathlib import Path
 
 from okapi import cli
 from okapi.config import ConfigError
-from okapi.io import read_jsonl, read_rows, write_json, write_parquet
+from okapi.io import read_rows, write_json, write_parquet
 from okapi.languages import get_language
 from okapi.params import load_params
 from okapi.schemas import HELLASWAG, INSTRUCTIONS, MULTIPLE_CHOICE, PROMPTS, TRANSLATIONS
@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params, lang=args.lang, sections=("teacher", "translate"))
     tcfg, cfg = params.section("teacher"), params.section("translate")
     rows = read_rows(args.instructions, INSTRUCTIONS)
-    sources = {b: read_jsonl(args.eval_sources / f"{b}.jsonl") for b in BENCHMARKS}
+    from okapi.eval_sources import load_sources
+
+    sources = load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit)
 
     from transformers import AutoTokenizer
 

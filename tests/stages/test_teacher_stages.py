@@ -1,0 +1,181 @@
+"""The teacher stages' mains (generate, translate, rank) against a real OpenAI-compatible HTTP server on loopback,
+with a remote-teacher config: real outputs, per-stage spending accounts, a cached rerun that sends nothing, and
+the API key nowhere in outputs, metrics, caches or logs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from openai_server import FakeOpenAIServer
+
+from okapi.io import read_rows, write_parquet
+from okapi.schemas import INSTRUCTIONS, PAIRS, RANKINGS, SAMPLES, TRANSLATIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+CANARY = "sk-canary-9f8e7d-stage-key"
+_counter = itertools.count()
+
+
+def responder(messages):
+    first = messages[0]["content"]
+    last = messages[-1]["content"]
+    if "diverse task instructions" in first:
+        n = next(_counter)
+        tasks = [
+            {
+                "instruction": f"Explain why topic number {n}-{i} matters for {w} researchers today.",
+                "input": "",
+                "output": f"It matters because of reason {i}.",
+            }
+            for i, w in enumerate(["marine", "urban", "medical", "legal"])
+        ]
+        return json.dumps({"tasks": tasks})
+    if "Translate the values" in first:
+        src = json.loads(first[first.index("{") : first.rindex("}") + 1])
+        return json.dumps({k: f"{v} (traducido)" for k, v in src.items()})
+    if "rank" in last.lower() and len(messages) > 2:
+        return json.dumps({"ranks": [2, 1, 4, 3]})
+    return "Instruction: translated. Input: <empty>. Response 1: a. Response 2: b. Response 3: c. Response 4: d."
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeOpenAIServer(responder) as srv:
+        yield srv
+
+
+def _params(tmp_path: Path, url: str) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["teacher"].update(
+        backend="openai",
+        base_url=url,
+        model="fake-model",
+        max_concurrency=4,
+        prices={"fake-model": {"prompt": 1.0, "completion": 2.0}},
+    )
+    params["generate"].update(num_instructions=6, max_rounds=3, request_batch_size=2)
+    params["translate"].update(limit=10, eval_limit=2, langid=False)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _run(stage: str, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": CANARY, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_generate_translate_rank_stages(tmp_path, server, tiny_model_dir):
+    params = _params(tmp_path, server.base_url)
+    logs = []
+    gen = tmp_path / "generated.parquet"
+    logs.append(
+        _run(
+            "generate",
+            [
+                "--seeds",
+                str(ROOT / "data/seeds/seed_tasks.jsonl"),
+                "--out",
+                str(gen),
+                "--cache",
+                str(tmp_path / "cache/generate.jsonl"),
+                "--metrics",
+                str(tmp_path / "m/generate.json"),
+                "--params",
+                str(params),
+            ],
+        )
+    )
+    rows = read_rows(gen, INSTRUCTIONS)
+    assert sum(r["source"] == "generated" for r in rows) >= 6
+    assert json.loads((tmp_path / "m/generate.json").read_text())["teacher"]["requests_sent"] > 0
+
+    tr_args = [
+        "--lang",
+        "es",
+        "--instructions",
+        str(gen),
+        "--eval-sources",
+        str(ROOT / "data/eval_sources"),
+        "--tokenizer",
+        str(tiny_model_dir),
+        "--out",
+        str(tmp_path / "translated"),
+        "--eval-out",
+        str(tmp_path / "eval"),
+        "--cache",
+        str(tmp_path / "cache/translate-es.jsonl"),
+        "--metrics",
+        str(tmp_path / "m/translate.json"),
+        "--params",
+        str(params),
+    ]
+    logs.append(_run("translate", tr_args))
+    translated = read_rows(tmp_path / "translated/all.parquet", TRANSLATIONS)
+    assert {r["id"] for r in translated} <= {r["id"] for r in rows}  # ids survive translation
+    assert all(r["instruction"].endswith("(traducido)") for r in translated if r["status"] == "ok")
+    metrics = json.loads((tmp_path / "m/translate.json").read_text())
+    assert metrics["teacher"]["estimated_cost_usd"] > 0
+    for split in ("sft", "rank", "ppo", "full"):
+        assert (tmp_path / f"translated/{split}.parquet").is_file()
+
+    sent_before = len(server.requests)
+    logs.append(_run("translate", tr_args))  # rerun with the cache: nothing is sent
+    assert len(server.requests) == sent_before
+    assert json.loads((tmp_path / "m/translate.json").read_text())["teacher"]["requests_sent"] == 0
+
+    samples = [
+        {
+            "id": r["id"],
+            "lang": "es",
+            "instruction": r["instruction"],
+            "input": r["input"],
+            "responses": ["uno", "dos", "tres", "cuatro"],
+        }
+        for r in translated
+        if r["status"] == "ok"
+    ][:3]
+    write_parquet(samples, tmp_path / "samples.parquet", SAMPLES)
+    logs.append(
+        _run(
+            "rank",
+            [
+                "--lang",
+                "es",
+                "--samples",
+                str(tmp_path / "samples.parquet"),
+                "--out",
+                str(tmp_path / "rankings"),
+                "--cache",
+                str(tmp_path / "cache/rank-es.jsonl"),
+                "--metrics",
+                str(tmp_path / "m/rank.json"),
+                "--params",
+                str(params),
+            ],
+        )
+    )
+    ranked = read_rows(tmp_path / "rankings/rankings.parquet", RANKINGS)
+    assert [r["ranks"] for r in ranked] == [[2, 1, 4, 3]] * 3
+    pairs = read_rows(tmp_path / "rankings/pairs.parquet", PAIRS)
+    assert len(pairs) == 3 * 6 and all(p["chosen"] != p["rejected"] for p in pairs)
+    assert ("dos", "uno") in {(p["chosen"], p["rejected"]) for p in pairs}
+
+    # The key travelled in the Authorization header only.
+    assert all(h == f"Bearer {CANARY}" for h in server.auth_headers)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    for proc in logs:
+        assert CANARY not in proc.stdout + proc.stderr
