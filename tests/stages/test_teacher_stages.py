@@ -28,13 +28,14 @@ def responder(messages):
     last = messages[-1]["content"]
     if "diverse task instructions" in first:
         n = next(_counter)
+        # Distinct made-up words keep the tasks apart under the ROUGE-L filter.
         tasks = [
             {
-                "instruction": f"Explain why topic number {n}-{i} matters for {w} researchers today.",
+                "instruction": "Describe " + " ".join(f"w{n}x{i}y{k}" for k in range(6)) + " briefly.",
                 "input": "",
                 "output": f"It matters because of reason {i}.",
             }
-            for i, w in enumerate(["marine", "urban", "medical", "legal"])
+            for i in range(4)
         ]
         return json.dumps({"tasks": tasks})
     if "Translate the values" in first:
