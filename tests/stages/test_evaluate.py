@@ -126,17 +126,6 @@ OKAPI = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two CPU threads on a shared 2-core box spin against each other; one thread is ~30x faster for a tiny model.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_data(folder: Path, records: dict[str, list[dict]] = DATA) -> Path:
     for benchmark, rows in records.items():
         write_parquet(rows, folder / f"{benchmark}.parquet", SCHEMA[benchmark])

@@ -29,16 +29,6 @@ ROWS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    # Tiny models gain nothing from intra-op threads, and OpenMP threads spin when another process holds a core:
-    # on the 2-core box a busy neighbour made small ops ~100x slower (softmax 7.7 ms vs 0.08 ms).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def base_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_model_dir, tmp_path / "base"))
