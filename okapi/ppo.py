@@ -8,12 +8,19 @@ model plus k blocks instead of the usual policy + reference + value models.
 
 Objective per sequence: RM score at the last response token, minus ``kl_coef * (log pi - log pi_ref)`` on every
 response token; advantages by GAE, whitened; clipped policy and value losses; several PPO epochs per batch.
+
+Checkpoints (``checkpoint_dir``) hold only what PPO changes: the top blocks, the value head, the optimizer, the
+history and every process's RNG state. The reference is re-derived from the SFT model, whose file hash is part of
+the run's fingerprint, so a resumed run continues the very trajectory an uninterrupted one would have taken.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import pickle
 import random
 import shutil
 from collections.abc import Callable
@@ -21,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from okapi.config import ConfigError, check
-from okapi.io import DataError
-from okapi.modeling import decoder_layers, load_causal_lm, replace_dir, trainable_top_layers
+from okapi.config import ConfigError, check, to_dict
+from okapi.io import DataError, write_json
+from okapi.modeling import atomic_dir, decoder_layers, load_causal_lm, replace_dir, trainable_top_layers
 from okapi.prompting import format_prompt
 from okapi.sampling import decode_responses, encode_prompts, eos_ids, generate, response_mask
 
@@ -73,6 +81,8 @@ class PPOConfig:
     eval_batch_size: int = 8
     rm_batch_size: int = 8
     seed: int = 0
+    # Save a resumable checkpoint every N PPO steps and after the last one (0: off); needs a checkpoint folder.
+    checkpoint_every: int = 1
 
     def __post_init__(self) -> None:
         check(self.top_layers >= 1, "ppo.top_layers", self.top_layers, ">= 1")
@@ -111,6 +121,7 @@ class PPOConfig:
         check(self.heldout_samples >= 1, "ppo.heldout_samples", self.heldout_samples, ">= 1")
         check(self.eval_batch_size >= 1, "ppo.eval_batch_size", self.eval_batch_size, ">= 1")
         check(self.rm_batch_size >= 1, "ppo.rm_batch_size", self.rm_batch_size, ">= 1")
+        check(self.checkpoint_every >= 0, "ppo.checkpoint_every", self.checkpoint_every, "0 (off) or >= 1 steps")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -556,6 +567,319 @@ def save_policy(policy: PolicyWithValue, tokenizer: Any, out_dir: Path) -> None:
     replace_dir(tmp, out_dir)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Resumable checkpoints: one folder, replaced atomically at each save, with only what PPO changes.
+
+CHECKPOINT_FORMAT = 1
+CKPT_STATE = "state.json"  # step, history, fingerprint; written last
+CKPT_WEIGHTS = "trainable.safetensors"  # the top blocks and the value head, by parameter name
+CKPT_OPTIMIZER = "optimizer.pt"
+CKPT_RNG = "rng_states.pt"  # one entry per process
+CKPT_SCALER = "grad_scaler.pt"  # fp16 mixed precision only
+# How long the run is, how often it is saved and how the held-out prompts are scored: none of these changes what
+# steps 1..k do, so changing one resumes (or extends) a run instead of restarting it.
+NOT_IN_FINGERPRINT = frozenset({"checkpoint_every", "max_steps", "epochs", "eval_batch_size", "heldout_samples"})
+_FINGERPRINT_PARTS = {
+    "format": "checkpoint format",
+    "sft_model": "SFT model (file hash)",
+    "reward": "reward model",
+    "prompts": "set of PPO prompts",
+    "num_processes": "number of processes",
+    "mixed_precision": "mixed precision",
+}
+
+
+class CheckpointError(DataError):
+    """A checkpoint folder that cannot be resumed from; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the PPO steps done, their history, and the states to continue from."""
+
+    step: int
+    history: list[dict[str, Any]]
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    scaler: dict[str, Any] | None
+
+
+def hash_folder(folder: Path) -> str:
+    """sha256 over every file's relative path, size and bytes, in sorted path order."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_fingerprint(
+    cfg: PPOConfig, sft_dir: Path, reward: str, prompts: list[str], num_processes: int, mixed_precision: str
+) -> dict[str, Any]:
+    """Everything that decides PPO's trajectory: a checkpoint resumes only a run with the same fingerprint."""
+    params = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_FINGERPRINT}
+    fingerprint = {
+        "format": CHECKPOINT_FORMAT,
+        "ppo": params,
+        "sft_model": hash_folder(sft_dir),
+        "reward": reward,
+        "prompts": hashlib.sha256(json.dumps(prompts, ensure_ascii=False).encode()).hexdigest(),
+        "num_processes": num_processes,
+        "mixed_precision": str(mixed_precision),
+    }
+    return json.loads(json.dumps(fingerprint))  # tuples become lists, as they come back from state.json
+
+
+def fingerprint_changes(old: Any, new: dict[str, Any]) -> list[str]:
+    """What differs between a checkpoint's fingerprint and this run's, in words ([] when they match)."""
+    if not isinstance(old, dict):
+        return ["fingerprint (none recorded)"]
+    changes = []
+    for key, value in new.items():
+        if key == "ppo":
+            before = old.get("ppo") if isinstance(old.get("ppo"), dict) else {}
+            changes += [f"ppo.{k} ({before.get(k)!r} -> {v!r})" for k, v in value.items() if before.get(k) != v]
+        elif old.get(key) != value:
+            changes.append(_FINGERPRINT_PARTS.get(key, key))
+    return changes
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's python, numpy, torch and CUDA generator states (torch.load(weights_only=True)-safe)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    ckpt_dir: Path,
+    policy: PolicyWithValue,
+    optimizer: Any,
+    accelerator: Any,
+    step: int,
+    history: list[dict[str, Any]],
+    fingerprint: dict[str, Any] | None,
+) -> None:
+    """Every process hands in its RNG state; the main process writes the folder (temp folder, then rename)."""
+    from accelerate.utils import gather_object
+    from safetensors.torch import save_file
+
+    rngs = gather_object([rng_state()])
+    if accelerator.is_main_process:
+        with atomic_dir(ckpt_dir) as tmp:
+            weights = {n: p.detach().cpu().contiguous() for n, p in policy.named_parameters() if p.requires_grad}
+            save_file(weights, str(tmp / CKPT_WEIGHTS))
+            torch.save(optimizer.state_dict(), tmp / CKPT_OPTIMIZER)
+            torch.save(list(rngs), tmp / CKPT_RNG)
+            if accelerator.scaler is not None:
+                torch.save(accelerator.scaler.state_dict(), tmp / CKPT_SCALER)
+            state = {"format": CHECKPOINT_FORMAT, "step": step, "history": history, "fingerprint": fingerprint}
+            write_json(state, tmp / CKPT_STATE)
+        log.info("saved PPO checkpoint at step %d to %s", step, ckpt_dir)
+    accelerator.wait_for_everyone()
+
+
+def read_checkpoint_state(ckpt_dir: Path, fingerprint: dict[str, Any], total: int) -> tuple[dict[str, Any] | None, str]:
+    """(state.json, "") when the checkpoint in ``ckpt_dir`` continues this run, else (None, the reason why not)."""
+    state_file = ckpt_dir / CKPT_STATE
+    if not ckpt_dir.is_dir() or not any(ckpt_dir.iterdir()):
+        return None, f"no checkpoint in {ckpt_dir}"
+    if not state_file.is_file():
+        return None, f"ignoring checkpoint {ckpt_dir}: {CKPT_STATE} is missing (an incomplete checkpoint)"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return None, f"ignoring checkpoint {ckpt_dir}: {state_file} is not readable JSON ({err})"
+    step = state.get("step") if isinstance(state, dict) else None
+    history = state.get("history") if isinstance(state, dict) else None
+    if not isinstance(step, int) or step < 0 or not isinstance(history, list) or len(history) != step:
+        return None, f"ignoring checkpoint {ckpt_dir}: {state_file} lacks a step count matching its history"
+    changes = fingerprint_changes(state.get("fingerprint"), fingerprint)
+    if changes:
+        return None, f"ignoring checkpoint {ckpt_dir}: it was made with a different {', '.join(changes)}"
+    if step > total:
+        return None, f"ignoring checkpoint {ckpt_dir}: it is at step {step}, past this run's last step {total}"
+    return state, ""
+
+
+def load_checkpoint(
+    ckpt_dir: Path, state: dict[str, Any], policy: PolicyWithValue, optimizer: Any, process_index: int, n_proc: int
+) -> Checkpoint:
+    """Read a checkpoint's tensors and check them against this run's model and optimizer (CheckpointError if not)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    def need(name: str) -> Path:
+        path = ckpt_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing (an incomplete checkpoint)")
+        return path
+
+    weights_file, opt_file, rng_file = need(CKPT_WEIGHTS), need(CKPT_OPTIMIZER), need(CKPT_RNG)
+    loading = weights_file
+    try:
+        weights = load_file(str(weights_file))
+        loading = opt_file
+        opt_state = torch.load(opt_file, map_location="cpu", weights_only=True)
+        loading = rng_file
+        rngs = torch.load(rng_file, map_location="cpu", weights_only=True)
+        loading = ckpt_dir / CKPT_SCALER
+        scaler = torch.load(loading, map_location="cpu", weights_only=True) if loading.is_file() else None
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
+        raise CheckpointError(f"{loading} does not load ({type(err).__name__}: {err})") from err
+    expected = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    wrong = sorted(set(weights) ^ set(expected)) + sorted(
+        n for n in set(weights) & set(expected) if weights[n].shape != expected[n].shape
+    )
+    if wrong:
+        raise CheckpointError(
+            f"{ckpt_dir / CKPT_WEIGHTS} does not match this model's {len(expected)} trainable tensors "
+            f"(first mismatch: {wrong[0]})"
+        )
+    groups = opt_state.get("param_groups") if isinstance(opt_state, dict) else None
+    ours = optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or [len(g.get("params", ())) for g in groups] != [len(g["params"]) for g in ours]:
+        raise CheckpointError(f"{ckpt_dir / CKPT_OPTIMIZER} does not hold this optimizer's parameter groups")
+    if not isinstance(rngs, list) or len(rngs) != n_proc:
+        raise CheckpointError(f"{ckpt_dir / CKPT_RNG} does not hold one RNG state for each of {n_proc} processes")
+    rng = rngs[process_index]
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not isinstance(rng, dict) or set(rng) != {"python", "numpy", "torch", "cuda"} or len(rng["cuda"]) != n_gpus:
+        raise CheckpointError(f"{ckpt_dir / CKPT_RNG}: process {process_index}'s RNG state does not fit {n_gpus} GPUs")
+    return Checkpoint(state["step"], state["history"], weights, opt_state, rng, scaler)
+
+
+def resume_checkpoint(
+    ckpt_dir: Path,
+    fingerprint: dict[str, Any] | None,
+    total: int,
+    policy: PolicyWithValue,
+    optimizer: Any,
+    accelerator: Any,
+) -> Checkpoint | None:
+    """The checkpoint to continue from, or None (with a log line saying why) to start at step 0.
+
+    The main process alone reads state.json and compares fingerprints (``fingerprint`` is None elsewhere); every
+    process then loads the tensors, and all start fresh unless all of them could.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    decision: list[Any] = [None]
+    if accelerator.is_main_process:
+        if fingerprint is None:
+            raise ValueError("resume_checkpoint: the main process needs this run's fingerprint")
+        _remove_stale_saves(ckpt_dir)
+        decision = [read_checkpoint_state(ckpt_dir, fingerprint, total)]
+    state, why = broadcast_object_list(decision)[0]
+    ckpt, problem = None, ""
+    if state is not None:
+        try:
+            ckpt = load_checkpoint(
+                ckpt_dir, state, policy, optimizer, accelerator.process_index, accelerator.num_processes
+            )
+        except CheckpointError as err:
+            problem = f"ignoring checkpoint {ckpt_dir}: {err}"
+            if not accelerator.is_main_process:  # the main process says it below
+                log.warning("process %d: %s", accelerator.process_index, problem)
+        failed = accelerator.reduce(torch.tensor(float(ckpt is None), device=accelerator.device), reduction="sum")
+        if float(failed) > 0:
+            why, ckpt = problem or f"ignoring checkpoint {ckpt_dir}: it does not load on another process", None
+    if ckpt is None:
+        if accelerator.is_main_process:
+            level = logging.INFO if state is None and why.startswith("no checkpoint") else logging.WARNING
+            log.log(level, "%s; starting PPO at step 0 (the folder is overwritten at the first save)", why)
+        return None
+    if accelerator.is_main_process:
+        log.info("resuming from step %d of %d (PPO checkpoint %s)", ckpt.step, total, ckpt_dir)
+    return ckpt
+
+
+def _remove_stale_saves(ckpt_dir: Path) -> None:
+    """Temporary siblings a killed save left behind (atomic_dir / replace_dir name them .<name>.*.tmp/.old)."""
+    if ckpt_dir.parent.is_dir():
+        for stale in [
+            *ckpt_dir.parent.glob(f".{ckpt_dir.name}.*.tmp"),
+            *ckpt_dir.parent.glob(f".{ckpt_dir.name}.*.old"),
+        ]:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def apply_checkpoint(ckpt: Checkpoint, policy: PolicyWithValue, optimizer: Any, accelerator: Any) -> None:
+    """Load the trained blocks, the value head, the optimizer and the gradient scaler (RNG: see set_rng_state)."""
+    params = dict(policy.named_parameters())
+    with torch.no_grad():
+        for name, tensor in ckpt.weights.items():
+            params[name].copy_(tensor)
+    optimizer.load_state_dict(ckpt.optimizer)
+    if ckpt.scaler is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(ckpt.scaler)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training curves.
+
+
+class LiveCurves:
+    """Per-step PPO curves through DVCLive: ``plots/metrics/<name>.tsv`` and ``metrics.json`` under ``live_dir``.
+
+    Files only: no dvc.yaml of its own (the pipeline declares the plots as the stage's outputs), no report, no DVC
+    experiment, no repository look-up, and ``next_step()`` / ``end()`` are never called, so nothing signals VS Code
+    or stages files in git.
+    """
+
+    def __init__(self, live_dir: Path) -> None:
+        from dvclive import Live
+
+        class FilesOnlyLive(Live):
+            def _init_dvc(self) -> None:
+                # dvclive 3.49 opens the DVC repo and reads git HEAD here (for experiments and Studio) and fails in a
+                # git repository without commits; the curves need none of it.
+                self._dvc_file = self._init_dvc_file()
+
+        # resume=False empties the folder: a resumed run replays its checkpointed history into it first.
+        self.live = FilesOnlyLive(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.live.step = int(row["step"])
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self.live.log_metric(key, value)
+        self.live.make_summary()
+
+
+def _batch_for_step(texts: list[str], step: int, steps_per_epoch: int, cfg: PPOConfig) -> list[str]:
+    """The prompts of 0-based PPO step ``step``: each epoch is a fresh shuffle seeded by (seed, epoch) alone, so
+    any step's batch can be rebuilt when a run resumes mid-epoch."""
+    epoch, k = divmod(step, steps_per_epoch)
+    order = list(range(len(texts)))
+    random.Random(cfg.seed + epoch).shuffle(order)
+    return [texts[j] for j in order[k * cfg.batch_size : (k + 1) * cfg.batch_size]]
+
+
+def _reward_identity(rm_dir: Path | None, reward_fn: RewardFn | None) -> str:
+    if reward_fn is not None:
+        name = getattr(reward_fn, "__qualname__", type(reward_fn).__qualname__)
+        return f"function {getattr(reward_fn, '__module__', '?')}.{name}"
+    return f"reward model {hash_folder(Path(rm_dir))}"
+
+
 def train_ppo(
     sft_dir: Path,
     rm_dir: Path | None,
@@ -565,6 +889,8 @@ def train_ppo(
     cfg: PPOConfig,
     *,
     reward_fn: RewardFn | None = None,
+    checkpoint_dir: Path | None = None,
+    live_dir: Path | None = None,
 ) -> dict[str, Any]:
     """PPO from the SFT model against the reward model in ``rm_dir`` (or ``reward_fn(prompts, responses)``).
 
@@ -572,9 +898,14 @@ def train_ppo(
     must be empty or None). Returns metrics; ``metrics["history"]`` holds one dict per PPO step (pop it before
     writing scalar metrics). ``history[i]["kl"]`` is the KL of the policy that sampled step i's batch (before that
     step's update, so 0 at step 1); ``metrics["kl"]`` is the final policy's KL on fresh held-out samples.
+
+    With ``checkpoint_dir`` and ``cfg.checkpoint_every > 0`` a checkpoint is saved every that many steps and after
+    the last one; a run whose fingerprint (:func:`run_fingerprint`) matches the checkpoint's continues from it and
+    ends with the same weights and history as an uninterrupted run. With ``live_dir`` the history is also logged
+    step by step with DVCLive.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
 
     if rm_dir is None and reward_fn is None:
         raise ValueError("train_ppo needs rm_dir or reward_fn")
@@ -603,6 +934,36 @@ def train_ppo(
     if cfg.top_layers > n_layers:
         raise DataError(f"parameter ppo.top_layers = {cfg.top_layers} exceeds the model's {n_layers} layers")
 
+    steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps > 0:
+        total = min(total, cfg.max_steps)
+    checkpointing = checkpoint_dir is not None and cfg.checkpoint_every > 0
+    sharded = accelerator.distributed_type in (
+        DistributedType.DEEPSPEED,
+        DistributedType.FSDP,
+        DistributedType.MEGATRON_LM,
+        DistributedType.XLA,
+    )
+    if checkpointing and sharded:
+        # Weights and optimizer state live in shards there; one process's copy would be a wrong checkpoint.
+        log.warning(
+            "PPO checkpoints are not sharding-aware yet: under %s nothing is saved to or resumed from %s",
+            accelerator.distributed_type,
+            checkpoint_dir,
+        )
+        checkpointing = False
+    fingerprint = None
+    if checkpointing and accelerator.is_main_process:
+        fingerprint = run_fingerprint(
+            cfg, Path(sft_dir), _reward_identity(rm_dir, reward_fn), texts, n_proc, accelerator.mixed_precision
+        )
+    elif checkpoint_dir is not None and accelerator.is_main_process:
+        # The folder is a pipeline output: it must exist even when checkpoints are off.
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        if not sharded:
+            log.info("ppo.checkpoint_every = 0: no PPO checkpoint is read or written in %s", checkpoint_dir)
+
     device = accelerator.device
     lm.to(device)
     policy = PolicyWithValue(lm, cfg.top_layers).to(device)
@@ -612,24 +973,36 @@ def train_ppo(
         reward_fn = _rm_reward_fn(Path(rm_dir), device, cfg.rm_batch_size)
     eos = eos_ids(lm, tokenizer)
 
+    # Scored before any checkpoint is loaded: this is the SFT policy's reward.
     sft_heldout = mean_heldout_reward(lm, tokenizer, held_texts, reward_fn, cfg, accelerator) if held_texts else None
+    ckpt = None
+    if checkpointing:
+        ckpt = resume_checkpoint(Path(checkpoint_dir), fingerprint, total, policy, optimizer, accelerator)
+        if ckpt is not None:
+            apply_checkpoint(ckpt, policy, optimizer, accelerator)
     # Different sampling streams per process, reproducible per run.
     set_seed(cfg.seed + accelerator.process_index)
-
-    steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps > 0:
-        total = min(total, cfg.max_steps)
     history: list[dict[str, Any]] = []
-    order: list[int] = []
-    batch: list[str] = texts[: cfg.batch_size]
-    progress = tqdm(range(total), desc="ppo", unit="step", disable=not accelerator.is_main_process)
+    first = 0
+    if ckpt is not None:
+        set_rng_state(ckpt.rng)
+        history, first = list(ckpt.history), ckpt.step
+        del ckpt  # the loaded tensors are in the model and optimizer now
+    live = LiveCurves(Path(live_dir)) if live_dir is not None and accelerator.is_main_process else None
+    if live is not None:
+        for row in history:
+            live.log(row)
+
+    progress = tqdm(
+        range(first, total),
+        desc="ppo",
+        unit="step",
+        initial=first,
+        total=total,
+        disable=not accelerator.is_main_process,
+    )
     for step in progress:
-        epoch, k = divmod(step, steps_per_epoch)
-        if k == 0:
-            order = list(range(len(texts)))
-            random.Random(cfg.seed + epoch).shuffle(order)
-        batch = [texts[j] for j in order[k * cfg.batch_size : (k + 1) * cfg.batch_size]]
+        batch = _batch_for_step(texts, step, steps_per_epoch, cfg)
         mine = batch[accelerator.process_index :: accelerator.num_processes]
         if not mine:  # a short last batch can leave a process without prompts: reuse the batch's first one
             mine = batch[:1]
@@ -643,7 +1016,7 @@ def train_ppo(
         kl_seq = rollout.kl.sum(1)
         row = {
             "step": step + 1,
-            "epoch": epoch + 1,
+            "epoch": step // steps_per_epoch + 1,
             "reward": scores.mean(),
             "kl": kl_seq.mean(),
             "non_score_reward": (-cfg.kl_coef * kl_seq).mean(),
@@ -659,9 +1032,21 @@ def train_ppo(
         history.append(reduced)
         progress.set_postfix(reward=f"{reduced['reward']:.3f}", kl=f"{reduced['kl']:.3f}")
         log.info("ppo step %d: %s", step + 1, {k: round(v, 4) for k, v in reduced.items()})
+        if live is not None:
+            live.log(reduced)
+        if checkpointing and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == total):
+            save_checkpoint(
+                Path(checkpoint_dir),
+                policy,
+                optimizer,
+                accelerator,
+                step + 1,
+                history,
+                fingerprint,
+            )
 
     # The final policy's KL to the reference, on its own samples: the rollout KL in history predates each update.
-    kl_prompts = held_texts or batch
+    kl_prompts = held_texts or _batch_for_step(texts, total - 1, steps_per_epoch, cfg)
     ppo_heldout, final_kl = evaluate_heldout(lm, tokenizer, kl_prompts, reward_fn, cfg, accelerator, policy)
     if not held_texts:
         ppo_heldout = None

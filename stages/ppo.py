@@ -25,7 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--metrics", required=True, type=Path)
-    p.add_argument("--history", required=True, type=Path, help="per-step curves for dvc plots")
+    p.add_argument("--history", type=Path, help="per-step history as one JSON list (optional)")
+    p.add_argument("--live-dir", type=Path, help="DVCLive folder for per-step curves (plots/metrics/*.tsv)")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="resumable checkpoint folder (a persist output); without it nothing is saved or resumed",
+    )
     args = p.parse_args(argv)
     get_language(args.lang)
     cfg = load_params(args.params, lang=args.lang, sections=("ppo",)).section("ppo")
@@ -34,9 +40,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from okapi.ppo import train_ppo
 
-    metrics = train_ppo(args.sft, args.rm, prompts, heldout, args.out, cfg)
+    metrics = train_ppo(
+        args.sft, args.rm, prompts, heldout, args.out, cfg, checkpoint_dir=args.checkpoint_dir, live_dir=args.live_dir
+    )
     history = metrics.pop("history", [])
-    write_json(history, args.history)
+    if args.history:
+        write_json(history, args.history)
     write_json(metrics, args.metrics)
 
 
