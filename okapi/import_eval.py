@@ -90,9 +90,8 @@ def _problem(benchmark: str, rec: dict[str, Any], seen: set[Any]) -> str | None:
     return f"field {problem[0]!r} {problem[1]}" if problem else None
 
 
-def import_split(benchmark: str, src: Path, out_file: Path) -> dict[str, int]:
-    """Convert one release file; returns {read, written, rejected}. Writes nothing when no record survives."""
-    records = read_jsonl(src)
+def convert_records(benchmark: str, records: list[dict[str, Any]], src: Path) -> list[dict[str, Any]]:
+    """The records of one release file in our contract's shape; unscorable ones are logged and left out."""
     kept, seen = [], set()
     for i, raw in enumerate(records):
         rec = convert_record(benchmark, raw)
@@ -102,6 +101,13 @@ def import_split(benchmark: str, src: Path, out_file: Path) -> dict[str, int]:
             continue
         seen.add(rec["ind" if benchmark == "hellaswag" else "id"])
         kept.append(rec)
+    return kept
+
+
+def import_split(benchmark: str, src: Path, out_file: Path) -> dict[str, int]:
+    """Convert one release file; returns {read, written, rejected}. Writes nothing when no record survives."""
+    records = read_jsonl(src)
+    kept = convert_records(benchmark, records, src)
     if kept:
         write_parquet(kept, out_file, SCHEMA[benchmark])
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,3 +116,42 @@ def write_jsonl(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Non
         with tmp.open("w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    """Move a finished folder ``src`` onto ``dest`` (replacing it); both must be on the same filesystem."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+        os.replace(dest, old / "x")
+        os.replace(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dest)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``path`` (old content removed), else vanishes.
+
+    A stage killed while saving a checkpoint leaves the previous checkpoint or none, never half a model.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    # mkdtemp creates 0700 folders; an output folder should be as readable as any other output.
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        replace_dir(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_file(path: str | os.PathLike[str]) -> None:
+    """Create an empty ``path`` unless it exists: a stage that skips its teacher still owes DVC its cache output."""
+    p = Path(path)
+    if not p.exists():
+        with atomic_path(p):
+            pass

@@ -12,17 +12,13 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from okapi.io import DataError
+from okapi.io import DataError, atomic_dir, replace_dir  # noqa: F401  (re-exported: training modules save through them)
 
 log = logging.getLogger(__name__)
 
@@ -33,37 +29,6 @@ SMOLLM2_SPEC = "smollm2-gguf"
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@contextmanager
-def atomic_dir(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``out_dir`` (old content removed), else vanishes.
-
-    A stage killed while saving a checkpoint leaves the previous checkpoint or none, never half a model.
-    """
-    dest = Path(out_dir)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    # mkdtemp creates 0700 folders; a model folder should be as readable as any other output.
-    tmp.chmod(0o755)
-    try:
-        yield tmp
-        replace_dir(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def replace_dir(src: Path, dest: Path) -> None:
-    """Move a finished folder ``src`` onto ``dest`` (replacing it); both must be on the same filesystem."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-        os.replace(dest, old / "x")
-        os.replace(src, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dest)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,7 +1,7 @@
 """params.yaml -> validated config objects, with per-language overrides.
 
 Layout of params.yaml: one section per stage (``teacher``, ``generate``, ``translate``, ``sft``, ``sft_full``,
-``sample``, ``rank``, ``rm``, ``ppo``, ``evaluate``, ``report``), ``base`` and ``seed``, and ``languages``: a mapping
+``sample``, ``rank``, ``rm``, ``ppo``, ``evaluate``, ``report``, ``released``), ``base`` and ``seed``, and ``languages``: a mapping
 from a Table 1 language code to that language's overrides of any stage section, e.g.::
 
     languages:
@@ -37,6 +37,7 @@ SECTIONS: dict[str, str] = {
     "rm": "okapi.reward:RewardConfig",
     "ppo": "okapi.ppo:PPOConfig",
     "evaluate": "okapi.evaluate:EvalConfig",
+    "released": "okapi.released:ReleasedConfig",
 }
 
 
@@ -130,17 +131,24 @@ class Params:
 
     def section(self, name: str) -> Any:
         """The config object of a section, with this language's overrides applied."""
+        return self._section(name, self.lang)
+
+    def section_global(self, name: str) -> Any:
+        """The config object of a section as set at the top level, without any language's overrides."""
+        return self._section(name, None)
+
+    def _section(self, name: str, lang: str | None) -> Any:
         if name not in SECTIONS:
             raise KeyError(name)
         data = self.raw.get(name) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"parameter {name} must be a mapping")
         where = name
-        if self.lang is not None:
-            override = (self.raw["languages"].get(self.lang) or {}).get(name)
+        if lang is not None:
+            override = (self.raw["languages"].get(lang) or {}).get(name)
             if override:
                 data = _merge(data, override)
-                where = f"{name} (with languages.{self.lang}.{name})"
+                where = f"{name} (with languages.{lang}.{name})"
         return from_dict(_config_class(name), data, where)
 
     def validate_all(self) -> None:

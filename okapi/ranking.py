@@ -21,11 +21,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations
-from pathlib import Path
 from typing import Any, Literal
 
 from okapi.config import check
-from okapi.io import DataError, read_jsonl
+from okapi.io import DataError
 from okapi.languages import get_language
 from okapi.teacher import ChatRequest, ParseError
 
@@ -349,39 +348,4 @@ def make_pairs(rankings: list[dict[str, Any]], mode: str = "all") -> list[dict[s
                     "rejected": responses[r],
                 }
             )
-    return pairs
-
-
-def import_okapi_ranking(path: str | Path, lang: str) -> list[dict[str, Any]]:
-    """PAIRS rows from Okapi's released multilingual-ranking-data-42k/<lang>.json (a JSON list, or JSON Lines,
-    of {instruction, input, prefered_output [sic], rejected_output}); ids are "okapi-<lang>-<n>"."""
-    get_language(lang)
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: file not found (expected Okapi's multilingual-ranking-data-42k/{lang}.json)")
-    records = read_jsonl(p)
-    pairs = []
-    for number, rec in enumerate(records, start=1):
-        if not isinstance(rec, dict):
-            raise DataError(f"{p}, record {number}: expected an object")
-        chosen = rec.get("prefered_output", rec.get("preferred_output"))
-        values = {
-            "instruction": rec.get("instruction"),
-            "input": rec.get("input", ""),
-            "prefered_output": chosen,
-            "rejected_output": rec.get("rejected_output"),
-        }
-        for key, value in values.items():
-            if not isinstance(value, str):
-                raise DataError(f"{p}, record {number}: field {key!r} must be a string")
-        pairs.append(
-            {
-                "id": f"okapi-{lang}-{number - 1}",
-                "lang": lang,
-                "instruction": values["instruction"],
-                "input": values["input"],
-                "chosen": chosen,
-                "rejected": values["rejected_output"],
-            }
-        )
     return pairs

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from okapi import cli
-from okapi.io import write_json, write_parquet
+from okapi.io import ensure_file, write_json, write_parquet
 from okapi.params import load_params
 from okapi.schemas import INSTRUCTIONS
 
@@ -18,8 +18,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache", required=True, type=Path, help="teacher response cache (JSON Lines)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
-    params = load_params(args.params, sections=("teacher", "generate"))
+    params = load_params(args.params, sections=("teacher", "generate", "released"))
     tcfg, gcfg = params.section("teacher"), params.section("generate")
+    if params.section("released").use:
+        # Every language starts from Okapi's released translations: no English instructions to generate.
+        write_parquet([], args.out, INSTRUCTIONS)
+        ensure_file(args.cache)
+        write_json({"skipped": "released.use is true", "kept": 0, "teacher": {"requests": 0}}, args.metrics)
+        return
 
     from okapi.selfinstruct import generate, load_pool, load_seeds
     from okapi.teacher import open_teacher

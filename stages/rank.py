@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from okapi import cli
-from okapi.io import read_rows, write_json, write_parquet
+from okapi.config import ConfigError
+from okapi.io import ensure_file, read_rows, write_json, write_parquet
 from okapi.languages import get_language
 from okapi.params import load_params
 from okapi.schemas import PAIRS, RANKINGS, SAMPLES
@@ -18,11 +19,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="folder for rankings.parquet and pairs.parquet")
     p.add_argument("--cache", required=True, type=Path)
+    p.add_argument("--released", type=Path, help="released@<lang>'s folder (needed with released.use: true)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
     get_language(args.lang)
-    params = load_params(args.params, lang=args.lang, sections=("teacher", "rank"))
+    params = load_params(args.params, lang=args.lang, sections=("teacher", "rank", "released"))
     tcfg, cfg = params.section("teacher"), params.section("rank")
+    if params.section("released").use:
+        if args.released is None:
+            raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
+        # Okapi's released ranking pairs stand in for the teacher's ranking: no request is sent.
+        pairs = read_rows(args.released / "pairs.parquet", PAIRS)
+        ensure_file(args.cache)
+        write_parquet([], args.out / "rankings.parquet", RANKINGS)
+        write_parquet(pairs, args.out / "pairs.parquet", PAIRS)
+        write_json({"source": "released", "pairs": len(pairs), "teacher": {"requests": 0}}, args.metrics)
+        return
     samples = read_rows(args.samples, SAMPLES)
 
     from okapi.ranking import make_pairs, rank_samples

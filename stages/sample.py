@@ -21,7 +21,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
     get_language(args.lang)
-    cfg = load_params(args.params, lang=args.lang, sections=("sample",)).section("sample")
+    params = load_params(args.params, lang=args.lang, sections=("sample", "released"))
+    cfg = params.section("sample")
+    if params.section("released").use:
+        # The released ranking data already holds the ranked responses: nothing to sample.
+        write_parquet([], args.out, SAMPLES)
+        write_json({"skipped": "released.use is true", "prompts": 0, "responses": 0}, args.metrics)
+        return
     rows = read_rows(args.prompts, PROMPTS)
 
     from okapi.sampling import sample_responses

@@ -7,12 +7,37 @@ from pathlib import Path
 
 from okapi import cli
 from okapi.config import ConfigError
-from okapi.io import read_rows, write_json, write_parquet
+from okapi.io import ensure_file, read_rows, write_json, write_parquet
 from okapi.languages import get_language
 from okapi.params import load_params
 from okapi.schemas import HELLASWAG, INSTRUCTIONS, MULTIPLE_CHOICE, PROMPTS, TRANSLATIONS
 
 BENCHMARKS = {"arc": MULTIPLE_CHOICE, "mmlu": MULTIPLE_CHOICE, "hellaswag": HELLASWAG}
+
+
+def _pass_on_released(src: Path, lang: str, out: Path, eval_out: Path) -> dict:
+    """Okapi's released translations (converted by released@<lang>) in place of the teacher's: same files."""
+    splits = {name: read_rows(src / f"{name}.parquet", PROMPTS) for name in ("sft", "full", "rank", "ppo")}
+    if not (src / "eval").is_dir():
+        raise ConfigError(f"{src}/eval: missing; released@{lang} did not convert the evaluation files")
+    evals = {}
+    for path in sorted((src / "eval").glob("*.parquet")):
+        schema = BENCHMARKS[path.stem.split("_")[0]]
+        evals[path.stem] = (schema, read_rows(path, schema))
+    split_of = {r["id"]: name for name in ("sft", "ppo", "rank") for r in splits[name]}
+    every = splits["full"] + splits["rank"]
+    all_rows = [{**r, "source": "released", "split": split_of[r["id"]], "status": "ok", "attempts": 0} for r in every]
+    write_parquet(all_rows, out / "all.parquet", TRANSLATIONS)
+    for name, rows in splits.items():
+        write_parquet(rows, out / f"{name}.parquet", PROMPTS)
+    for name, (schema, records) in evals.items():
+        write_parquet(records, eval_out / f"{name}.parquet", schema)
+    return {
+        "source": "released",
+        "splits": {name: len(rows) for name, rows in splits.items()},
+        "eval": {name: len(records) for name, (_, records) in evals.items()},
+        "teacher": {"requests": 0},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,11 +49,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for all/sft/full/rank/ppo.parquet")
     p.add_argument("--eval-out", required=True, type=Path, help="folder for the translated <benchmark>.parquet")
     p.add_argument("--cache", required=True, type=Path)
+    p.add_argument("--released", type=Path, help="released@<lang>'s folder (needed with released.use: true)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
     get_language(args.lang)
-    params = load_params(args.params, lang=args.lang, sections=("teacher", "translate"))
+    params = load_params(args.params, lang=args.lang, sections=("teacher", "translate", "released"))
     tcfg, cfg = params.section("teacher"), params.section("translate")
+    if params.section("released").use:
+        if args.released is None:
+            raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
+        write_json(_pass_on_released(args.released, args.lang, args.out, args.eval_out), args.metrics)
+        ensure_file(args.cache)
+        return
     rows = read_rows(args.instructions, INSTRUCTIONS)
     from okapi.eval_sources import load_sources
 

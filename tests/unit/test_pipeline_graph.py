@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PER_LANG = ["translate", "sft", "sft_full", "sample", "rank", "rm", "ppo", "evaluate"]
+PER_LANG = ["released", "translate", "sft", "sft_full", "sample", "rank", "rm", "ppo", "evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,20 @@ def test_languages_are_independent_and_report_gathers_them(repo):
         assert f"{earlier}@{lang}" in up
     assert "generate" in {s.addressing for s in nx.descendants(graph, by_name[f"translate@{lang}"])}
     assert f"sft_full@{lang}" in {s.addressing for s in nx.descendants(graph, by_name[f"evaluate@{lang}"])}
+    for stage in ("translate", "rank"):  # with released.use they pass the released files on
+        assert f"released@{lang}" in {s.addressing for s in nx.descendants(graph, by_name[f"{stage}@{lang}"])}
+
+
+def test_the_released_switch_reruns_every_stage_it_changes(repo):
+    for stage in repo.index.stages:
+        keys = {k for dep in stage.deps if getattr(dep, "params", None) for k in dep.params}
+        name = stage.addressing.split("@")[0]
+        if name in ("generate", "translate", "sample", "rank"):
+            assert "released.use" in keys, stage.addressing
+        elif name == "released":
+            assert "released" in keys
+        else:
+            assert not any(k.startswith("released") for k in keys), stage.addressing
 
 
 def test_language_overrides_are_params_of_that_column_only(repo):

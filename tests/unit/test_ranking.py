@@ -15,7 +15,6 @@ from okapi.ranking import (
     RankConfig,
     build_turn1,
     build_turn2,
-    import_okapi_ranking,
     make_pairs,
     parse_ranking,
     parse_ranking_json,
@@ -204,28 +203,6 @@ def test_make_pairs_modes(tmp_path):
     write_parquet(all_pairs, tmp_path / "pairs.parquet", schemas.PAIRS)
     with pytest.raises(ValueError):
         make_pairs(rows, "random")
-
-
-def test_import_okapi_ranking(tmp_path):
-    path = tmp_path / "vi.json"
-    records = [
-        {"instruction": "Câu hỏi?", "input": "", "prefered_output": "Tốt.", "rejected_output": "Tệ."},
-        {"instruction": "Dịch câu.", "input": "Hello", "prefered_output": "Xin chào", "rejected_output": "Chào"},
-    ]
-    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-    pairs = import_okapi_ranking(path, "vi")
-    assert pairs[1] == {
-        "id": "okapi-vi-1",
-        "lang": "vi",
-        "instruction": "Dịch câu.",
-        "input": "Hello",
-        "chosen": "Xin chào",
-        "rejected": "Chào",
-    }
-    write_parquet(pairs, tmp_path / "p.parquet", schemas.PAIRS)
-    path.write_text(json.dumps([{"instruction": "x", "prefered_output": "y"}]))
-    with pytest.raises(DataError, match="record 1: field 'rejected_output'"):
-        import_okapi_ranking(path, "vi")
 
 
 def test_ranking_schema_pins_the_number_and_range_of_ranks():

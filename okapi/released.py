@@ -1,0 +1,409 @@
+"""Okapi's released data (Lai et al., 2023; github.com/nlp-uoregon/Okapi) in our data contracts.
+
+The authors released, per language, the ChatGPT-translated Alpaca instructions (``multilingual-alpaca-52k``), the
+instructions for RLHF (``multilingual-rl-tuning-64k``), the ranked response pairs (``multilingual-ranking-data-42k``)
+and the translated ARC / HellaSwag / MMLU (``okapi-eval``). With ``released.use: true`` in params.yaml the pipeline
+starts from these files instead of generating, translating and ranking, and sends no teacher request at all.
+
+The files enter the project through ``dvc import-url`` (``python -m okapi.released fetch`` runs it per file), so
+each one has a ``.dvc`` file recording its URL and checksum: ``dvc update`` refreshes it, ``dvc push`` / ``dvc
+pull`` move it like any other output. Layout under ``data/released/``::
+
+    multilingual-alpaca-52k/<lang>.json
+    multilingual-rl-tuning-64k/<lang>.json
+    multilingual-ranking-data-42k/<lang>.json
+    okapi-eval/m_arc/<lang>_test.json, <lang>_train.json       (few-shot examples)
+    okapi-eval/m_mmlu/<lang>_test.json, <lang>_dev.json        (few-shot examples)
+    okapi-eval/m_hellaswag/<lang>_val.json
+
+The stage ``released@<lang>`` converts them (:func:`convert_language`) into ``sft`` / ``full`` / ``rank`` /
+``ppo`` prompt splits, preference ``pairs`` and evaluation files, which ``translate@<lang>`` and ``rank@<lang>``
+then pass on in place of the teacher's work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from okapi.config import ConfigError, check
+from okapi.io import DataError, read_jsonl, write_json, write_parquet
+from okapi.languages import get_language
+from okapi.schemas import PAIRS, PROMPTS
+
+log = logging.getLogger(__name__)
+
+# kind -> folder name in the release (and under data/released/)
+DATASETS: dict[str, str] = {
+    "alpaca": "multilingual-alpaca-52k",
+    "rl": "multilingual-rl-tuning-64k",
+    "ranking": "multilingual-ranking-data-42k",
+}
+EVAL_DIR = "okapi-eval"
+# benchmark -> (release folder, splits the evaluate stage reads: the scored split first, then the few-shot one)
+EVAL_FILES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "arc": ("m_arc", ("test", "train")),
+    "mmlu": ("m_mmlu", ("test", "dev")),
+    "hellaswag": ("m_hellaswag", ("val",)),
+}
+KINDS = (*DATASETS, "eval")
+
+INSTRUCTION_FIELDS = ("instruction", "input", "output")
+RANKING_FIELDS = ("instruction", "input", "prefered_output", "rejected_output")  # [sic], as released
+_RANKING_ALIASES = {"preferred_output": "prefered_output"}
+_LFS_POINTER = "version https://git-lfs.github.com/spec/"
+
+DEFAULT_BASE_URL = "https://media.githubusercontent.com/media/nlp-uoregon/Okapi/main/datasets"
+DEFAULT_EVAL_BASE_URL = "http://nlp.uoregon.edu/download/okapi-eval/datasets"
+
+
+@dataclass
+class ReleasedConfig:
+    # true: every language starts from Okapi's released files (fetch them first); generate, sample and the
+    # teacher's translation and ranking are skipped. Global: a per-language override may not change it.
+    use: bool = False
+    # Git LFS files: the media URL serves the data, raw.githubusercontent.com would serve the LFS pointer.
+    base_url: str = DEFAULT_BASE_URL
+    eval_base_url: str = DEFAULT_EVAL_BASE_URL
+    limit: int | None = None  # rows kept per released instruction / ranking file (null: all)
+    seed: int = 42  # which rows a limit keeps
+
+    def __post_init__(self) -> None:
+        check(self.limit is None or self.limit >= 1, "released.limit", self.limit, "null or an integer >= 1")
+        for key in ("base_url", "eval_base_url"):
+            url = getattr(self, key)
+            check(
+                url.startswith(("http://", "https://", "s3://", "gs://", "azure://", "ssh://", "hdfs://")),
+                f"released.{key}",
+                url,
+                "a URL that dvc import-url can read (http://, https://, s3://, gs://, azure://, ssh://, hdfs://)",
+            )
+
+
+def released_config(params: Any) -> ReleasedConfig:
+    """The ``released`` section for ``params.lang``; a language may override ``limit`` but not ``use``."""
+    cfg = params.section("released")
+    glob = params.section_global("released")
+    if cfg.use != glob.use:
+        raise ConfigError(
+            f"parameter languages.{params.lang}.released.use is not allowed: released.use switches the whole "
+            "pipeline (generate is shared by all languages); set it at the top level only"
+        )
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------ file paths
+
+
+def release_files(lang: str, kinds: tuple[str, ...] = KINDS) -> list[str]:
+    """Paths of a language's release files, relative to the release root (and to data/released/)."""
+    files = [f"{DATASETS[k]}/{lang}.json" for k in kinds if k in DATASETS]
+    if "eval" in kinds:
+        files += [f"{EVAL_DIR}/{folder}/{lang}_{s}.json" for folder, splits in EVAL_FILES.values() for s in splits]
+    return files
+
+
+def release_url(rel: str, cfg: ReleasedConfig) -> str:
+    if rel.startswith(EVAL_DIR + "/"):
+        return cfg.eval_base_url.rstrip("/") + "/" + rel[len(EVAL_DIR) + 1 :]
+    return cfg.base_url.rstrip("/") + "/" + rel
+
+
+# ------------------------------------------------------------------------------------------------ converters
+
+
+def _load(path: Path, what: str) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (expected Okapi's released {what})")
+    with path.open("rb") as fh:
+        head = fh.read(len(_LFS_POINTER)).decode("utf-8", errors="replace")
+    if head == _LFS_POINTER:
+        raise DataError(
+            f"{path}: is a Git LFS pointer, not the data; fetch from a URL that serves LFS content, e.g. "
+            f"released.base_url = {DEFAULT_BASE_URL}"
+        )
+    return read_jsonl(path)
+
+
+def _as_text(value: Any, path: Path, number: int, key: str, casts: Counter[str]) -> str | None:
+    """Release values are mostly strings; numbers, booleans and lists occur and are cast to text."""
+    if value is None or isinstance(value, str):
+        return value
+    casts[key] += 1
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        return "\n".join(str(v) for v in value)
+    raise DataError(
+        f"{path}, record {number}: field {key!r} is a {type(value).__name__}; allowed: a string, a number, a "
+        "boolean or a list of strings/numbers"
+    )
+
+
+def _check_fields(rec: dict[str, Any], allowed: tuple[str, ...], path: Path, number: int) -> dict[str, Any]:
+    rec = {_RANKING_ALIASES.get(k, k) if "prefered_output" in allowed else k: v for k, v in rec.items()}
+    for key in rec:
+        if key not in allowed:
+            raise DataError(f"{path}, record {number}: unexpected field {key!r}; allowed fields: {', '.join(allowed)}")
+    return rec
+
+
+def _keep_limit(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict[str, Any]]:
+    """A seeded, order-independent subset (the same rows whatever else the file holds), in file order."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    chosen = set(
+        sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"{seed}:{rows[i]['id']}".encode()).hexdigest())[:limit]
+    )
+    return [r for i, r in enumerate(rows) if i in chosen]
+
+
+def convert_instructions(
+    path: str | Path, lang: str, kind: str, limit: int | None = None, seed: int = 42
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """PROMPTS rows from multilingual-alpaca-52k / multilingual-rl-tuning-64k ``<lang>.json`` records
+    {instruction, input, output}. Ids are ``okapi-<kind>-<lang>-<n>`` (n: position in the file), stable across
+    limits. Rows with an empty instruction or output are dropped and counted by reason."""
+    get_language(lang)
+    p = Path(path)
+    records = _load(p, f"{DATASETS[kind]}/{lang}.json")
+    rows: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    casts: Counter[str] = Counter()
+    seen: set[tuple[str, str]] = set()
+    for number, raw in enumerate(records, start=1):
+        rec = _check_fields(raw, INSTRUCTION_FIELDS, p, number)
+        values = {k: _as_text(rec.get(k), p, number, k, casts) for k in INSTRUCTION_FIELDS}
+        instruction, inp, output = (values[k] or "" for k in INSTRUCTION_FIELDS)
+        if not instruction.strip():
+            dropped["empty_instruction"] += 1
+        elif not output.strip():
+            dropped["empty_output"] += 1
+        elif (instruction, inp) in seen:
+            dropped["duplicate"] += 1
+        else:
+            seen.add((instruction, inp))
+            rows.append(
+                {
+                    "id": f"okapi-{kind}-{lang}-{number - 1}",
+                    "lang": lang,
+                    "instruction": instruction,
+                    "input": inp,
+                    "output": output,
+                }
+            )
+    kept = _keep_limit(rows, limit, seed)
+    stats = {"read": len(records), "valid": len(rows), "kept": len(kept), "dropped": dict(dropped)}
+    stats["cast_to_text"] = dict(casts)
+    return kept, stats
+
+
+def convert_ranking(
+    path: str | Path, lang: str, limit: int | None = None, seed: int = 42
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """PAIRS rows from multilingual-ranking-data-42k ``<lang>.json`` records {instruction, input,
+    prefered_output [sic], rejected_output}; ids ``okapi-ranking-<lang>-<n>``. Empty or identical responses and
+    repeated pairs are dropped and counted by reason."""
+    get_language(lang)
+    p = Path(path)
+    records = _load(p, f"{DATASETS['ranking']}/{lang}.json")
+    pairs: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    casts: Counter[str] = Counter()
+    seen: set[tuple[str, ...]] = set()
+    for number, raw in enumerate(records, start=1):
+        rec = _check_fields(raw, RANKING_FIELDS, p, number)
+        for key in ("instruction", "prefered_output", "rejected_output"):
+            if key not in rec:
+                raise DataError(f"{p}, record {number}: missing field {key!r} (required: {', '.join(RANKING_FIELDS)})")
+        values = {k: _as_text(rec.get(k), p, number, k, casts) or "" for k in RANKING_FIELDS}
+        key = tuple(values[k] for k in RANKING_FIELDS)
+        if not values["instruction"].strip():
+            dropped["empty_instruction"] += 1
+        elif not values["prefered_output"].strip() or not values["rejected_output"].strip():
+            dropped["empty_response"] += 1
+        elif values["prefered_output"] == values["rejected_output"]:
+            dropped["identical_responses"] += 1
+        elif key in seen:
+            dropped["duplicate"] += 1
+        else:
+            seen.add(key)
+            pairs.append(
+                {
+                    "id": f"okapi-ranking-{lang}-{number - 1}",
+                    "lang": lang,
+                    "instruction": values["instruction"],
+                    "input": values["input"],
+                    "chosen": values["prefered_output"],
+                    "rejected": values["rejected_output"],
+                }
+            )
+    kept = _keep_limit(pairs, limit, seed)
+    stats = {"read": len(records), "valid": len(pairs), "kept": len(kept), "dropped": dict(dropped)}
+    stats["cast_to_text"] = dict(casts)
+    return kept, stats
+
+
+def ranking_prompts(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct prompts of the pairs (the ``rank`` split), each under its first pair's id."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for pair in pairs:
+        key = (pair["instruction"], pair["input"])
+        if key not in seen:
+            seen.add(key)
+            out.append({k: pair[k] for k in ("id", "lang", "instruction", "input")} | {"output": ""})
+    return out
+
+
+def convert_language(src: Path, lang: str, out: Path, cfg: ReleasedConfig) -> dict[str, Any]:
+    """Convert one language's release files under ``src`` into ``out``: sft/full/rank/ppo.parquet (PROMPTS),
+    pairs.parquet (PAIRS) and eval/<benchmark>_<split>.parquet. Everything is read and checked before anything is
+    written. Returns the metrics."""
+    from okapi.import_eval import SCHEMA, convert_records
+
+    alpaca, alpaca_stats = convert_instructions(
+        src / DATASETS["alpaca"] / f"{lang}.json", lang, "alpaca", cfg.limit, cfg.seed
+    )
+    rl, rl_stats = convert_instructions(src / DATASETS["rl"] / f"{lang}.json", lang, "rl", cfg.limit, cfg.seed)
+    pairs, ranking_stats = convert_ranking(src / DATASETS["ranking"] / f"{lang}.json", lang, cfg.limit, cfg.seed)
+    for name, rows in (("alpaca", alpaca), ("rl", rl), ("ranking", pairs)):
+        if not rows:
+            raise DataError(f"{src / DATASETS[name] / f'{lang}.json'}: no usable record (see the counts in the log)")
+    eval_sets: dict[str, list[dict[str, Any]]] = {}
+    eval_stats: dict[str, dict[str, int]] = {}
+    for bench, (folder, splits) in EVAL_FILES.items():
+        for split in splits:
+            path = src / EVAL_DIR / folder / f"{lang}_{split}.json"
+            records = _load(path, f"{folder}/{lang}_{split}.json")
+            kept = convert_records(bench, records, path)
+            if not kept:
+                raise DataError(f"{path}: none of its {len(records)} records can be scored (reasons in the log above)")
+            eval_sets[f"{bench}_{split}"] = kept
+            eval_stats[f"{bench}_{split}"] = {"read": len(records), "kept": len(kept)}
+
+    write_parquet(alpaca, out / "sft.parquet", PROMPTS)
+    write_parquet(alpaca + rl, out / "full.parquet", PROMPTS)
+    write_parquet(ranking_prompts(pairs), out / "rank.parquet", PROMPTS)
+    write_parquet(rl, out / "ppo.parquet", PROMPTS)
+    write_parquet(pairs, out / "pairs.parquet", PAIRS)
+    for name, records in eval_sets.items():
+        write_parquet(records, out / "eval" / f"{name}.parquet", SCHEMA[name.split("_")[0]])
+    metrics = {
+        "use": True,
+        "lang": lang,
+        "files": {"alpaca": alpaca_stats, "rl": rl_stats, "ranking": ranking_stats, "eval": eval_stats},
+        "splits": {"sft": len(alpaca), "full": len(alpaca) + len(rl), "ppo": len(rl), "pairs": len(pairs)},
+    }
+    write_json(metrics, out / "manifest.json")
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------ fetching
+
+
+def fetch(langs: list[str], kinds: tuple[str, ...], cfg: ReleasedConfig, dest: Path) -> dict[str, list[str]]:
+    """``dvc import-url`` every release file of ``langs`` into ``dest`` (skipping files already imported).
+
+    Returns {"imported": [...], "present": [...]}; raises DataError naming every file that failed (others stay
+    imported: each file is its own .dvc stage, so a rerun fetches only what is missing)."""
+    for lang in langs:
+        get_language(lang)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ConfigError(f"unknown release part {unknown[0]!r}; allowed: {', '.join(KINDS)}")
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    done: dict[str, list[str]] = {"imported": [], "present": []}
+    failed: list[str] = []
+    try:
+        repo = Repo(".")
+    except DvcException as err:
+        raise DataError(f"not inside a DVC project ({err}); run fetch from the project root") from err
+    with repo:
+        for lang in langs:
+            for rel in release_files(lang, kinds):
+                target = dest / rel
+                if Path(f"{target}.dvc").is_file():
+                    done["present"].append(str(target))
+                    continue
+                url = release_url(rel, cfg)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                log.info("dvc import-url %s %s", url, target)
+                try:
+                    repo.imp_url(url, out=str(target))
+                except DvcException as err:
+                    cause = err.__cause__ or err
+                    failed.append(f"{url}: {cause}")
+                    continue
+                _load(target, rel)  # an LFS pointer or a non-JSON page fails here, with its own message
+                done["imported"].append(str(target))
+    if failed:
+        raise DataError(
+            f"could not import {len(failed)} release file(s) ({len(done['imported'])} imported, "
+            f"{len(done['present'])} already present): " + "; ".join(failed)
+        )
+    return done
+
+
+def _main(argv: list[str] | None) -> None:
+    from okapi.params import load_params
+
+    p = argparse.ArgumentParser(
+        prog="python -m okapi.released",
+        description="Okapi's released data: `fetch` imports the files with dvc import-url; `convert` turns one "
+        "release file into Parquet.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="dvc import-url the release files of some languages into data/released/")
+    f.add_argument("--lang", nargs="+", help="language codes (default: every language in params.yaml)")
+    f.add_argument("--what", nargs="+", default=list(KINDS), help=f"release parts (default: {' '.join(KINDS)})")
+    f.add_argument("--dest", type=Path, default=Path("data/released"))
+    f.add_argument("--params", default="params.yaml")
+    f.add_argument("--base-url", help="overrides released.base_url")
+    f.add_argument("--eval-base-url", help="overrides released.eval_base_url")
+    c = sub.add_parser("convert", help="one release file -> Parquet (PROMPTS or PAIRS)")
+    c.add_argument("--kind", required=True, choices=list(DATASETS))
+    c.add_argument("--lang", required=True)
+    c.add_argument("--src", required=True, type=Path)
+    c.add_argument("--out", required=True, type=Path)
+    c.add_argument("--limit", type=int)
+    args = p.parse_args(argv)
+    if args.command == "convert":
+        if args.kind == "ranking":
+            rows, stats = convert_ranking(args.src, args.lang, args.limit)
+            write_parquet(rows, args.out, PAIRS)
+        else:
+            rows, stats = convert_instructions(args.src, args.lang, args.kind, args.limit)
+            write_parquet(rows, args.out, PROMPTS)
+        sys.stdout.write(f"{args.src} -> {args.out}: {json.dumps(stats, sort_keys=True)}\n")
+        return
+    params = load_params(args.params)
+    cfg = params.section("released")
+    overrides = {"base_url": args.base_url, "eval_base_url": args.eval_base_url}
+    cfg = ReleasedConfig(**{**cfg.__dict__, **{k: v for k, v in overrides.items() if v}})
+    done = fetch(args.lang or params.languages, tuple(args.what), cfg, args.dest)
+    sys.stdout.write(
+        f"imported {len(done['imported'])} file(s), {len(done['present'])} already present under {args.dest}; "
+        "commit the .dvc files (git add data/released) and set released.use: true in params.yaml\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from okapi.cli import run
+
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
