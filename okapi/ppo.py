@@ -38,6 +38,7 @@ from okapi.io import DataError, write_json
 from okapi.modeling import atomic_dir, decoder_layers, load_causal_lm, replace_dir, trainable_top_layers
 from okapi.prompting import format_prompt
 from okapi.sampling import decode_responses, encode_prompts, eos_ids, generate, response_mask
+from okapi.sft import check_launch
 
 log = logging.getLogger(__name__)
 
@@ -864,6 +865,18 @@ class LiveCurves:
         self.live.make_summary()
 
 
+def process_share(batch: list[str], index: int, n_proc: int) -> list[str]:
+    """Process ``index``'s prompts of a PPO batch: every ``n_proc``-th one from ``index``, wrapping around to the
+    batch's first prompts so that every process gets ``ceil(len(batch) / n_proc)``.
+
+    The shares must be equal: under DDP every backward is a collective, and a process with one mini-batch fewer
+    (a batch that does not divide by the number of processes, e.g. an epoch's short last one) leaves the others
+    waiting in their all-reduce forever. The few repeated prompts count twice in that step's update.
+    """
+    per_process = math.ceil(len(batch) / n_proc)
+    return [batch[(index + j * n_proc) % len(batch)] for j in range(per_process)]
+
+
 def _batch_for_step(texts: list[str], step: int, steps_per_epoch: int, cfg: PPOConfig) -> list[str]:
     """The prompts of 0-based PPO step ``step``: each epoch is a fresh shuffle seeded by (seed, epoch) alone, so
     any step's batch can be rebuilt when a run resumes mid-epoch."""
@@ -911,6 +924,7 @@ def train_ppo(
         raise ValueError("train_ppo needs rm_dir or reward_fn")
     accelerator = Accelerator()
     n_proc = accelerator.num_processes
+    check_launch(n_proc)
     check(cfg.batch_size >= n_proc, "ppo.batch_size", cfg.batch_size, f">= the number of processes ({n_proc})")
     if cfg.heldout_fraction > 0:
         if heldout:
@@ -1003,9 +1017,7 @@ def train_ppo(
     )
     for step in progress:
         batch = _batch_for_step(texts, step, steps_per_epoch, cfg)
-        mine = batch[accelerator.process_index :: accelerator.num_processes]
-        if not mine:  # a short last batch can leave a process without prompts: reuse the batch's first one
-            mine = batch[:1]
+        mine = process_share(batch, accelerator.process_index, n_proc)
         ids, pmask, resp, mask, resp_texts = _sample(lm, tokenizer, mine, cfg, device)
         scores = _scores(reward_fn, mine, resp_texts, resp, mask, eos, cfg)
         # Same precision as the update's forward (bf16 under a mixed-precision config): old log-probs computed in
@@ -1073,6 +1085,7 @@ def train_ppo(
         "mean_reward_train_first": history[0]["reward"] if history else float("nan"),
         "mean_reward_train_last": history[-1]["reward"] if history else float("nan"),
         "steps": len(history),
+        "processes": n_proc,
         "prompts": len(texts),
         "dropped_too_long": dropped + held_dropped,
         "trainable_params": sum(p.numel() for p in policy.parameters_to_train()),

@@ -22,7 +22,7 @@ from okapi.config import check
 from okapi.io import DataError
 from okapi.modeling import check_model_folder, default_device, ensure_pad_token, replace_dir
 from okapi.prompting import format_prompt
-from okapi.sft import accumulation_steps, use_bf16, world_size
+from okapi.sft import accumulation_steps, process_state, use_bf16, world_size
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,6 @@ def heldout_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], ba
 
 def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path, cfg: RewardConfig) -> dict[str, Any]:
     """Train a reward model from the SFT folder on preference pairs; save it atomically to ``out_dir``."""
-    from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig as TRLRewardConfig
@@ -201,7 +200,7 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
             f"reward.max_length = {cfg.max_length}); raise max_length or provide more pairs"
         )
     # Score on this process's accelerator (the Trainer would move the model there anyway).
-    model.to(PartialState().device)
+    model.to(process_state().device)
     acc_init, _ = heldout_accuracy(model, tokenizer, heldout, cfg.score_batch_size)
 
     n_proc = world_size()
@@ -230,6 +229,7 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
         data_seed=cfg.seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # the trunk and the score head all take part (see okapi.sft)
     )
     columns = {"chosen_ids": [p["chosen_ids"] for p in train], "rejected_ids": [p["rejected_ids"] for p in train]}
     trainer = RewardTrainer(
@@ -260,6 +260,10 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
         "dropped_too_long": dropped,
         "steps": int(trainer.state.global_step),
         "epochs": float(trainer.state.epoch or 0.0),
+        "effective_batch_size": int(
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes
+        ),
+        "processes": int(trainer.accelerator.num_processes),
     }
     log.info("reward model done: %s", metrics)
     return metrics

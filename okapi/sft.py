@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from okapi.config import check
+from okapi.config import ConfigError, check
 from okapi.io import DataError
 from okapi.modeling import load_causal_lm, replace_dir
 from okapi.prompting import format_example
@@ -62,11 +63,44 @@ class SFTConfig:
         check(self.max_grad_norm > 0, "sft.max_grad_norm", self.max_grad_norm, "> 0")
 
 
+def check_launch(num_processes: int) -> None:
+    """Stop when the launcher started several processes but accelerate runs this one alone.
+
+    That happens on a machine whose GPUs this process cannot see (or with none) unless ACCELERATE_USE_CPU is set:
+    every process then trains on its own and all of them write the same output folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and num_processes == 1:
+        raise ConfigError(
+            f"the launcher started {launched} processes (WORLD_SIZE) but accelerate sees no GPU and runs each one "
+            "alone; for processes on the CPU set ACCELERATE_USE_CPU=true in the launch environment, otherwise make "
+            "the GPUs visible (CUDA_VISIBLE_DEVICES)"
+        )
+
+
+def process_state() -> Any:
+    """accelerate's state of this process, created the way ``Accelerator`` and ``TrainingArguments`` create it.
+
+    A bare ``PartialState()`` ignores ACCELERATE_USE_CPU: on a machine without GPUs it takes each process of a
+    multi-process CPU launch for a single one, and that state is a singleton (an ``Accelerator`` created later in
+    the same process keeps it).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(**({"cpu": True} if parse_flag_from_env("ACCELERATE_USE_CPU") else {}))
+    check_launch(int(state.num_processes))
+    return state
+
+
 def world_size() -> int:
     """Number of processes in this run (1 on a laptop, N under ``accelerate launch``)."""
-    from accelerate import PartialState
+    return int(process_state().num_processes)
 
-    return int(PartialState().num_processes)
+
+def is_main_process() -> bool:
+    """True in the process that writes a stage's outputs (the only one outside ``accelerate launch``)."""
+    return bool(process_state().is_main_process)
 
 
 def accumulation_steps(batch_size: int, per_device: int, n_processes: int) -> int:
@@ -146,6 +180,9 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path
         data_seed=cfg.seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Full fine-tuning uses every parameter; transformers' default (True without activation checkpointing)
+        # costs DDP an extra pass over the autograd graph at every step.
+        ddp_find_unused_parameters=False,
     )
     trainer = SFTTrainer(
         model=model,
@@ -153,6 +190,20 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
     )
+    # TRL drops examples whose response is cut off entirely by max_length: count them, and stop when none is left.
+    trainer.dropped_no_response = len(examples) - len(trainer.train_dataset)
+    if trainer.dropped_no_response:
+        log.warning(
+            "SFT: %d of %d examples have no response token left within max_seq_length = %d and were dropped",
+            trainer.dropped_no_response,
+            len(examples),
+            cfg.max_seq_length,
+        )
+    if len(trainer.train_dataset) == 0:
+        raise DataError(
+            f"SFT: all {len(examples)} examples were dropped because their prompt fills max_seq_length = "
+            f"{cfg.max_seq_length} tokens, leaving no response token to learn; raise sft.max_seq_length"
+        )
     return trainer
 
 
@@ -186,6 +237,7 @@ def train_sft(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path, cfg: S
         "last_loss": losses[-1] if losses else float("nan"),
         "steps": int(trainer.state.global_step),
         "rows": len(rows),
+        "dropped_no_response_tokens": int(trainer.dropped_no_response),
         "epochs": float(trainer.state.epoch or 0.0),
         "effective_batch_size": int(
             args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes

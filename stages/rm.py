@@ -25,9 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     pairs = read_rows(args.pairs, PAIRS)
 
     from okapi.reward import train_reward_model
+    from okapi.sft import is_main_process
 
     metrics = train_reward_model(args.sft, pairs, args.out, cfg)
-    write_json(metrics, args.metrics)
+    if is_main_process():  # under `accelerate launch` every process returns the same metrics
+        write_json(metrics, args.metrics)
 
 
 if __name__ == "__main__":

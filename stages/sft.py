@@ -26,10 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = params.section(args.section)
     rows = read_rows(args.data, PROMPTS)
 
-    from okapi.sft import train_sft
+    from okapi.sft import is_main_process, train_sft
 
     metrics = train_sft(args.model, rows, args.out, cfg)
-    write_json(metrics, args.metrics)
+    if is_main_process():  # under `accelerate launch` every process returns the same metrics
+        write_json(metrics, args.metrics)
 
 
 if __name__ == "__main__":

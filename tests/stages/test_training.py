@@ -358,3 +358,13 @@ def test_convert_real_smollm2_gguf(tmp_path: Path) -> None:
     enc = tok([format_prompt("What is the capital of France?", None)], return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=8, do_sample=False)
     assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1] :])
+
+
+def test_sft_stops_when_max_seq_length_leaves_no_response_token(base_dir: Path, tmp_path: Path) -> None:
+    rows = [
+        {"id": str(i), "lang": "vi", "instruction": "Dịch câu sau sang tiếng Anh. " * 3, "input": "", "output": "ok"}
+        for i in range(3)
+    ]
+    with pytest.raises(DataError, match=r"all 3 examples were dropped.*raise sft.max_seq_length"):
+        train_sft(base_dir, rows, tmp_path / "sft", SFTConfig(max_seq_length=16, max_steps=1))
+    assert not (tmp_path / "sft").exists()
