@@ -62,7 +62,7 @@ class ReportConfig:
         check(len(self.models) >= 1, "report.models", self.models, "a non-empty list of model names")
 
 
-_KNOWN_TOP = set(SECTIONS) | {"seed", "base", "languages", "report", "launcher"}
+_KNOWN_TOP = set(SECTIONS) | {"seed", "base", "languages", "report", "launcher", "ppo_launcher"}
 
 
 def _config_class(section: str) -> type:

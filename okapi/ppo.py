@@ -42,6 +42,9 @@ from okapi.sft import check_launch
 
 log = logging.getLogger(__name__)
 
+# accelerate's DistributedType values whose parameters are sharded across processes (PPO refuses them).
+SHARDED = ("DEEPSPEED", "FSDP", "MEGATRON_LM", "XLA")
+
 RewardFn = Callable[[list[str], list[str]], list[float]]
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -918,13 +921,23 @@ def train_ppo(
     step by step with DVCLive.
     """
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType, set_seed
+    from accelerate.utils import set_seed
 
     if rm_dir is None and reward_fn is None:
         raise ValueError("train_ppo needs rm_dir or reward_fn")
     accelerator = Accelerator()
     n_proc = accelerator.num_processes
     check_launch(n_proc)
+    if accelerator.distributed_type in SHARDED:
+        # Sampling, the reference snapshot, checkpoints and saving use the unsharded module; under ZeRO-3/FSDP
+        # they would see parameter shards. Only the top layers train, so the frozen trunk is small enough to
+        # replicate: data parallelism is the right engine for this stage.
+        raise ConfigError(
+            f"PPO does not run under {accelerator.distributed_type.value} (its engine shards or wraps the parameters); launch ppo@<lang> "
+            "with data parallelism instead, e.g. ppo_launcher: accelerate launch --config_file "
+            "configs/accelerate/8gpu_ddp.yaml (only the top ppo.top_layers layers train, so every GPU holds "
+            "the frozen trunk)"
+        )
     check(cfg.batch_size >= n_proc, "ppo.batch_size", cfg.batch_size, f">= the number of processes ({n_proc})")
     if cfg.heldout_fraction > 0:
         if heldout:
@@ -953,20 +966,6 @@ def train_ppo(
     if cfg.max_steps > 0:
         total = min(total, cfg.max_steps)
     checkpointing = checkpoint_dir is not None and cfg.checkpoint_every > 0
-    sharded = accelerator.distributed_type in (
-        DistributedType.DEEPSPEED,
-        DistributedType.FSDP,
-        DistributedType.MEGATRON_LM,
-        DistributedType.XLA,
-    )
-    if checkpointing and sharded:
-        # Weights and optimizer state live in shards there; one process's copy would be a wrong checkpoint.
-        log.warning(
-            "PPO checkpoints are not sharding-aware yet: under %s nothing is saved to or resumed from %s",
-            accelerator.distributed_type,
-            checkpoint_dir,
-        )
-        checkpointing = False
     fingerprint = None
     if checkpointing and accelerator.is_main_process:
         fingerprint = run_fingerprint(
@@ -975,8 +974,7 @@ def train_ppo(
     elif checkpoint_dir is not None and accelerator.is_main_process:
         # The folder is a pipeline output: it must exist even when checkpoints are off.
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        if not sharded:
-            log.info("ppo.checkpoint_every = 0: no PPO checkpoint is read or written in %s", checkpoint_dir)
+        log.info("ppo.checkpoint_every = 0: no PPO checkpoint is read or written in %s", checkpoint_dir)
 
     device = accelerator.device
     lm.to(device)

@@ -167,44 +167,74 @@ def _keep_limit(rows: list[dict[str, Any]], limit: int | None, seed: int) -> lis
     return [r for i, r in enumerate(rows) if i in chosen]
 
 
-def convert_instructions(
-    path: str | Path, lang: str, kind: str, limit: int | None = None, seed: int = 42
+def _convert(
+    path: str | Path,
+    lang: str,
+    kind: str,
+    fields: tuple[str, ...],
+    required: tuple[str, ...],
+    build: Any,
+    limit: int | None,
+    seed: int,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """PROMPTS rows from multilingual-alpaca-52k / multilingual-rl-tuning-64k ``<lang>.json`` records
-    {instruction, input, output}. Ids are ``okapi-<kind>-<lang>-<n>`` (n: position in the file), stable across
-    limits. Rows with an empty instruction or output are dropped and counted by reason."""
+    """Shared loop of the converters: ``build(values)`` returns (drop reason or None, dedup key, row fields)."""
     get_language(lang)
     p = Path(path)
     records = _load(p, f"{DATASETS[kind]}/{lang}.json")
     rows: list[dict[str, Any]] = []
     dropped: Counter[str] = Counter()
     casts: Counter[str] = Counter()
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, ...]] = set()
     for number, raw in enumerate(records, start=1):
-        rec = _check_fields(raw, INSTRUCTION_FIELDS, p, number)
-        values = {k: _as_text(rec.get(k), p, number, k, casts) for k in INSTRUCTION_FIELDS}
-        instruction, inp, output = (values[k] or "" for k in INSTRUCTION_FIELDS)
-        if not instruction.strip():
-            dropped["empty_instruction"] += 1
-        elif not output.strip():
-            dropped["empty_output"] += 1
-        elif (instruction, inp) in seen:
-            dropped["duplicate"] += 1
-        else:
-            seen.add((instruction, inp))
-            rows.append(
-                {
-                    "id": f"okapi-{kind}-{lang}-{number - 1}",
-                    "lang": lang,
-                    "instruction": instruction,
-                    "input": inp,
-                    "output": output,
-                }
-            )
+        rec = _check_fields(raw, fields, p, number)
+        for key in required:
+            if key not in rec:
+                raise DataError(f"{p}, record {number}: missing field {key!r} (required: {', '.join(required)})")
+        values = {k: _as_text(rec.get(k), p, number, k, casts) or "" for k in fields}
+        reason, dedup, row = build(values)
+        if reason is None and dedup in seen:
+            reason = "duplicate"
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        seen.add(dedup)
+        rows.append({"id": f"okapi-{kind}-{lang}-{number - 1}", "lang": lang, **row})
     kept = _keep_limit(rows, limit, seed)
     stats = {"read": len(records), "valid": len(rows), "kept": len(kept), "dropped": dict(dropped)}
     stats["cast_to_text"] = dict(casts)
     return kept, stats
+
+
+def _instruction_row(v: dict[str, str]) -> tuple[str | None, tuple[str, ...], dict[str, str]]:
+    reason = (
+        "empty_instruction" if not v["instruction"].strip() else "empty_output" if not v["output"].strip() else None
+    )
+    return reason, (v["instruction"], v["input"]), v
+
+
+def _ranking_row(v: dict[str, str]) -> tuple[str | None, tuple[str, ...], dict[str, str]]:
+    chosen, rejected = v["prefered_output"], v["rejected_output"]
+    if not v["instruction"].strip():
+        reason = "empty_instruction"
+    elif not chosen.strip() or not rejected.strip():
+        reason = "empty_response"
+    elif chosen == rejected:
+        reason = "identical_responses"
+    else:
+        reason = None
+    row = {"instruction": v["instruction"], "input": v["input"], "chosen": chosen, "rejected": rejected}
+    return reason, tuple(v[k] for k in RANKING_FIELDS), row
+
+
+def convert_instructions(
+    path: str | Path, lang: str, kind: str, limit: int | None = None, seed: int = 42
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """PROMPTS rows from multilingual-alpaca-52k / multilingual-rl-tuning-64k ``<lang>.json`` records
+    {instruction, input, output}. Ids are ``okapi-<kind>-<lang>-<n>`` (n: position in the file), stable across
+    limits. Rows with an empty instruction or output, or a repeated (instruction, input), are dropped and counted
+    by reason."""
+    required = ("instruction", "output")
+    return _convert(path, lang, kind, INSTRUCTION_FIELDS, required, _instruction_row, limit, seed)
 
 
 def convert_ranking(
@@ -213,44 +243,8 @@ def convert_ranking(
     """PAIRS rows from multilingual-ranking-data-42k ``<lang>.json`` records {instruction, input,
     prefered_output [sic], rejected_output}; ids ``okapi-ranking-<lang>-<n>``. Empty or identical responses and
     repeated pairs are dropped and counted by reason."""
-    get_language(lang)
-    p = Path(path)
-    records = _load(p, f"{DATASETS['ranking']}/{lang}.json")
-    pairs: list[dict[str, Any]] = []
-    dropped: Counter[str] = Counter()
-    casts: Counter[str] = Counter()
-    seen: set[tuple[str, ...]] = set()
-    for number, raw in enumerate(records, start=1):
-        rec = _check_fields(raw, RANKING_FIELDS, p, number)
-        for key in ("instruction", "prefered_output", "rejected_output"):
-            if key not in rec:
-                raise DataError(f"{p}, record {number}: missing field {key!r} (required: {', '.join(RANKING_FIELDS)})")
-        values = {k: _as_text(rec.get(k), p, number, k, casts) or "" for k in RANKING_FIELDS}
-        key = tuple(values[k] for k in RANKING_FIELDS)
-        if not values["instruction"].strip():
-            dropped["empty_instruction"] += 1
-        elif not values["prefered_output"].strip() or not values["rejected_output"].strip():
-            dropped["empty_response"] += 1
-        elif values["prefered_output"] == values["rejected_output"]:
-            dropped["identical_responses"] += 1
-        elif key in seen:
-            dropped["duplicate"] += 1
-        else:
-            seen.add(key)
-            pairs.append(
-                {
-                    "id": f"okapi-ranking-{lang}-{number - 1}",
-                    "lang": lang,
-                    "instruction": values["instruction"],
-                    "input": values["input"],
-                    "chosen": values["prefered_output"],
-                    "rejected": values["rejected_output"],
-                }
-            )
-    kept = _keep_limit(pairs, limit, seed)
-    stats = {"read": len(records), "valid": len(pairs), "kept": len(kept), "dropped": dict(dropped)}
-    stats["cast_to_text"] = dict(casts)
-    return kept, stats
+    required = ("instruction", "prefered_output", "rejected_output")
+    return _convert(path, lang, "ranking", RANKING_FIELDS, required, _ranking_row, limit, seed)
 
 
 def ranking_prompts(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -62,3 +62,19 @@ def build_tiny_model(out_dir: Path, num_layers: int = 6, seed: int = 0) -> Path:
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def build_untrained_rm(model_dir: Path, out: Path) -> Path:
+    """A reward model (sequence classification, 1 label) with a random head on ``model_dir``'s trunk."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from okapi.modeling import ensure_pad_token
+
+    torch.manual_seed(0)
+    rm = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ensure_pad_token(rm, tok)
+    rm.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

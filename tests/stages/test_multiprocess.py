@@ -24,6 +24,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tiny import build_untrained_rm
 
 from okapi.io import write_parquet
 from okapi.modeling import decoder_layers, load_causal_lm
@@ -258,20 +259,6 @@ def test_reward_model_under_two_processes(tiny_model_dir: Path, tmp_path: Path) 
 # ---------------------------------------------------------------------------------------------------- PPO
 
 
-def untrained_rm(base_dir: Path, out: Path) -> Path:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from okapi.modeling import ensure_pad_token
-
-    torch.manual_seed(0)
-    rm = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
-    tok = AutoTokenizer.from_pretrained(base_dir)
-    ensure_pad_token(rm, tok)
-    rm.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 PPO_PARAMS = {
     "top_layers": 2,
     "epochs": 1,
@@ -288,7 +275,7 @@ PPO_PARAMS = {
 
 def run_ppo(tiny_model_dir: Path, tmp_path: Path, n_prompts: int, timeout_s: float = TIMEOUT_S, **ppo: Any) -> tuple:
     data = prompts_file(tmp_path, n_prompts)
-    rm = untrained_rm(tiny_model_dir, tmp_path / "rm")
+    rm = build_untrained_rm(tiny_model_dir, tmp_path / "rm")
     params = write_params(tmp_path, ppo={**PPO_PARAMS, **ppo})
     out = tmp_path / "ppo"
     args = ["--params", str(params), "--lang", "vi", "--sft", str(tiny_model_dir), "--rm", str(rm)]

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tiny import build_untrained_rm
 
 from okapi.config import ConfigError
 from okapi.ppo import CKPT_OPTIMIZER, CKPT_STATE, CKPT_WEIGHTS, VALUE_HEAD_FILE, PPOConfig, RewardFn, train_ppo
@@ -188,20 +189,6 @@ def test_checkpoint_every_is_validated_and_zero_turns_checkpoints_off(tiny_model
 # ---------------------------------------------------------------------------------------------------- the stage
 
 
-def _tiny_rm(model_dir: Path, out: Path) -> Path:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from okapi.modeling import ensure_pad_token
-
-    torch.manual_seed(0)
-    rm = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    ensure_pad_token(rm, tok)
-    rm.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def _tsv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
@@ -216,7 +203,7 @@ def test_stage_logs_dvclive_curves_and_resumes(
     monkeypatch.chdir(tmp_path)  # DVCLive must need neither a DVC repository nor a git commit
     if where != "no repository":
         subprocess.run(["git", "init", "-q"], check=True)
-    rm = _tiny_rm(tiny_model_dir, tmp_path / "rm")
+    rm = build_untrained_rm(tiny_model_dir, tmp_path / "rm")
     rows = [{**r, "lang": "vi", "output": ""} for r in ROWS]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ppo.parquet")
     ppo = {**CFG, "max_steps": 3, "checkpoint_every": 1, "heldout_fraction": 0.2, "heldout_samples": 1}

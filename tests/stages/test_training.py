@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import build_untrained_rm
 
 from okapi.config import ConfigError
 from okapi.io import DataError
@@ -237,22 +238,8 @@ def test_reference_shares_the_trunk_and_keeps_only_the_top_layers(base_dir: Path
     assert torch.allclose(ref_again, ref_logits)  # the reference kept the original top layers
 
 
-def _untrained_rm(base_dir: Path, out: Path) -> Path:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from okapi.modeling import ensure_pad_token
-
-    torch.manual_seed(0)
-    rm = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
-    tok = AutoTokenizer.from_pretrained(base_dir)
-    ensure_pad_token(rm, tok)
-    rm.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def test_ppo_step_with_a_reward_model_trains_only_top_layers_and_value_head(base_dir: Path, tmp_path: Path) -> None:
-    rm_dir = _untrained_rm(base_dir, tmp_path / "rm")
+    rm_dir = build_untrained_rm(base_dir, tmp_path / "rm")
     before = weights(base_dir)
     out = tmp_path / "ppo"
     cfg = PPOConfig(

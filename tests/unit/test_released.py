@@ -47,6 +47,9 @@ def test_unexpected_field_names_the_file_record_and_field(tmp_path):
     path = write(tmp_path / "es.json", [{"instruction": "a", "input": "", "output": "b", "lang": "es"}])
     with pytest.raises(DataError, match=r"es\.json, record 1: unexpected field 'lang'; allowed fields: instruction"):
         convert_instructions(path, "es", "rl")
+    path = write(tmp_path / "es.json", [{"instruction": "a", "input": ""}])
+    with pytest.raises(DataError, match=r"es\.json, record 1: missing field 'output'"):
+        convert_instructions(path, "es", "rl")
     path = write(tmp_path / "es.json", [{"instruction": "a", "input": "", "output": {"x": 1}}])
     with pytest.raises(DataError, match=r"record 1: field 'output' is a dict"):
         convert_instructions(path, "es", "rl")

@@ -19,6 +19,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 EXPECTED = {
     "cpu.yaml": ("NO", 1, 1, "no"),
     "1gpu.yaml": ("NO", 1, 1, "bf16"),
+    "8gpu_ddp.yaml": ("MULTI_GPU", 8, 1, "bf16"),
     "8gpu_fsdp.yaml": ("FSDP", 8, 1, "bf16"),
     "8gpu_zero3.yaml": ("DEEPSPEED", 8, 1, "bf16"),
     "multinode_zero3.yaml": ("DEEPSPEED", 16, 2, "bf16"),
@@ -249,3 +250,30 @@ def test_train_ppo_prepares_with_accelerate_and_splits_batches_by_process(
     # held-out before, two PPO steps, held-out after: always this process's half
     assert [len(s) for s in seen] == [2, 2, 2, 2]
     assert metrics["steps"] == 2
+
+
+@pytest.mark.parametrize("dist", ["DEEPSPEED", "FSDP"])
+def test_ppo_refuses_sharded_engines_before_loading_anything(monkeypatch, tmp_path: Path, dist: str) -> None:
+    import accelerate
+    from accelerate.utils import DistributedType
+
+    from okapi.config import ConfigError
+    from okapi.ppo import train_ppo
+
+    class ShardedAccelerator:
+        def __init__(self) -> None:
+            self.distributed_type = DistributedType[dist]
+            self.num_processes = 1
+
+    monkeypatch.setattr(accelerate, "Accelerator", ShardedAccelerator)
+    with pytest.raises(ConfigError, match=rf"PPO does not run under {dist}.*8gpu_ddp.yaml"):
+        train_ppo(tmp_path / "missing-sft", None, [], None, tmp_path / "out", PPOConfig(), reward_fn=lambda p, r: [])
+
+
+def test_paper_profile_launches_ppo_data_parallel() -> None:
+    import yaml
+
+    params = yaml.safe_load((CONFIG_DIR.parents[1] / "configs" / "paper" / "params.yaml").read_text())
+    config = params["ppo_launcher"].split("--config_file", 1)[1].split()[0]
+    assert _load(Path(config).name).distributed_type == "MULTI_GPU"
+    assert "zero3" in params["launcher"]  # SFT and the reward model shard with ZeRO-3
