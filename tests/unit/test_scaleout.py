@@ -23,6 +23,7 @@ EXPECTED = {
     "8gpu_fsdp.yaml": ("FSDP", 8, 1, "bf16"),
     "8gpu_zero3.yaml": ("DEEPSPEED", 8, 1, "bf16"),
     "multinode_zero3.yaml": ("DEEPSPEED", 16, 2, "bf16"),
+    "multinode_ddp.yaml": ("MULTI_GPU", 16, 2, "bf16"),
 }
 
 
