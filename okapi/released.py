@@ -29,7 +29,7 @@ import json
 import logging
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ EVAL_FILES: dict[str, tuple[str, tuple[str, ...]]] = {
     "hellaswag": ("m_hellaswag", ("val",)),
 }
 KINDS = (*DATASETS, "eval")
+PARTS = ("instructions", "ranking", "eval")
+PART_KINDS: dict[str, tuple[str, ...]] = {"instructions": ("alpaca", "rl"), "ranking": ("ranking",), "eval": ("eval",)}
 
 INSTRUCTION_FIELDS = ("instruction", "input", "output")
 RANKING_FIELDS = ("instruction", "input", "prefered_output", "rejected_output")  # [sic], as released
@@ -66,9 +68,12 @@ DEFAULT_EVAL_BASE_URL = "http://nlp.uoregon.edu/download/okapi-eval/datasets"
 
 @dataclass
 class ReleasedConfig:
-    # true: every language starts from Okapi's released files (fetch them first); generate, sample and the
-    # teacher's translation and ranking are skipped. Global: a per-language override may not change it.
+    # true: the pipeline takes `parts` from Okapi's released files (fetch them first) instead of the teacher.
+    # Global: a per-language override may not change use or parts (generate is shared by all languages).
     use: bool = False
+    # instructions: SFT/PPO data (generate and translation skipped; needs ranking, whose prompts are the rank
+    # split); ranking: preference pairs (sample and the teacher's ranking skipped); eval: the benchmarks.
+    parts: list[str] = field(default_factory=lambda: list(PARTS))
     # Git LFS files: the media URL serves the data, raw.githubusercontent.com would serve the LFS pointer.
     base_url: str = DEFAULT_BASE_URL
     eval_base_url: str = DEFAULT_EVAL_BASE_URL
@@ -77,6 +82,18 @@ class ReleasedConfig:
 
     def __post_init__(self) -> None:
         check(self.limit is None or self.limit >= 1, "released.limit", self.limit, "null or an integer >= 1")
+        check(
+            bool(self.parts) and all(p in PARTS for p in self.parts) and len(set(self.parts)) == len(self.parts),
+            "released.parts",
+            self.parts,
+            f"a non-empty list of distinct parts out of {', '.join(PARTS)}",
+        )
+        check(
+            "instructions" not in self.parts or "ranking" in self.parts,
+            "released.parts",
+            self.parts,
+            "a list with ranking whenever it has instructions (the release's ranking prompts are its rank split)",
+        )
         for key in ("base_url", "eval_base_url"):
             url = getattr(self, key)
             check(
@@ -86,16 +103,25 @@ class ReleasedConfig:
                 "a URL that dvc import-url can read (http://, https://, s3://, gs://, azure://, ssh://, hdfs://)",
             )
 
+    def provides(self, part: str) -> bool:
+        """Whether the pipeline takes ``part`` from the release (instead of the teacher)."""
+        return self.use and part in self.parts
+
+    def kinds(self) -> tuple[str, ...]:
+        """The release files (fetch's --what) that ``parts`` need."""
+        return tuple(kind for part in self.parts for kind in PART_KINDS[part])
+
 
 def released_config(params: Any) -> ReleasedConfig:
-    """The ``released`` section for ``params.lang``; a language may override ``limit`` but not ``use``."""
+    """The ``released`` section for ``params.lang``; a language may override ``limit`` but not ``use``/``parts``."""
     cfg = params.section("released")
     glob = params.section_global("released")
-    if cfg.use != glob.use:
-        raise ConfigError(
-            f"parameter languages.{params.lang}.released.use is not allowed: released.use switches the whole "
-            "pipeline (generate is shared by all languages); set it at the top level only"
-        )
+    for key in ("use", "parts"):
+        if getattr(cfg, key) != getattr(glob, key):
+            raise ConfigError(
+                f"parameter languages.{params.lang}.released.{key} is not allowed: released.{key} switches the "
+                "whole pipeline (generate is shared by all languages); set it at the top level only"
+            )
     return cfg
 
 
@@ -260,46 +286,56 @@ def ranking_prompts(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def convert_language(src: Path, lang: str, out: Path, cfg: ReleasedConfig) -> dict[str, Any]:
-    """Convert one language's release files under ``src`` into ``out``: sft/full/rank/ppo.parquet (PROMPTS),
-    pairs.parquet (PAIRS) and eval/<benchmark>_<split>.parquet. Everything is read and checked before anything is
-    written. Returns the metrics."""
+    """Convert one language's release files of ``cfg.parts`` under ``src`` into ``out``: instructions ->
+    sft/full/ppo.parquet (PROMPTS), ranking -> pairs.parquet (PAIRS) and rank.parquet (its prompts), eval ->
+    eval/<benchmark>_<split>.parquet. Everything is read and checked before anything is written. Returns the
+    metrics."""
     from okapi.import_eval import SCHEMA, convert_records
 
-    alpaca, alpaca_stats = convert_instructions(
-        src / DATASETS["alpaca"] / f"{lang}.json", lang, "alpaca", cfg.limit, cfg.seed
-    )
-    rl, rl_stats = convert_instructions(src / DATASETS["rl"] / f"{lang}.json", lang, "rl", cfg.limit, cfg.seed)
-    pairs, ranking_stats = convert_ranking(src / DATASETS["ranking"] / f"{lang}.json", lang, cfg.limit, cfg.seed)
-    for name, rows in (("alpaca", alpaca), ("rl", rl), ("ranking", pairs)):
-        if not rows:
-            raise DataError(f"{src / DATASETS[name] / f'{lang}.json'}: no usable record (see the counts in the log)")
-    eval_sets: dict[str, list[dict[str, Any]]] = {}
-    eval_stats: dict[str, dict[str, int]] = {}
-    for bench, (folder, splits) in EVAL_FILES.items():
-        for split in splits:
-            path = src / EVAL_DIR / folder / f"{lang}_{split}.json"
-            records = _load(path, f"{folder}/{lang}_{split}.json")
-            kept = convert_records(bench, records, path)
-            if not kept:
-                raise DataError(f"{path}: none of its {len(records)} records can be scored (reasons in the log above)")
-            eval_sets[f"{bench}_{split}"] = kept
-            eval_stats[f"{bench}_{split}"] = {"read": len(records), "kept": len(kept)}
-
-    write_parquet(alpaca, out / "sft.parquet", PROMPTS)
-    write_parquet(alpaca + rl, out / "full.parquet", PROMPTS)
-    write_parquet(ranking_prompts(pairs), out / "rank.parquet", PROMPTS)
-    write_parquet(rl, out / "ppo.parquet", PROMPTS)
-    write_parquet(pairs, out / "pairs.parquet", PAIRS)
-    for name, records in eval_sets.items():
-        write_parquet(records, out / "eval" / f"{name}.parquet", SCHEMA[name.split("_")[0]])
-    metrics = {
-        "use": True,
-        "lang": lang,
-        "files": {"alpaca": alpaca_stats, "rl": rl_stats, "ranking": ranking_stats, "eval": eval_stats},
-        "splits": {"sft": len(alpaca), "full": len(alpaca) + len(rl), "ppo": len(rl), "pairs": len(pairs)},
-    }
+    outputs: list[tuple[list[dict[str, Any]], Path, Any]] = []
+    files: dict[str, Any] = {}
+    splits: dict[str, int] = {}
+    if "ranking" in cfg.parts:
+        pairs, files["ranking"] = convert_ranking(src / DATASETS["ranking"] / f"{lang}.json", lang, cfg.limit, cfg.seed)
+        _check_nonempty(pairs, src / DATASETS["ranking"] / f"{lang}.json")
+        outputs += [(pairs, out / "pairs.parquet", PAIRS), (ranking_prompts(pairs), out / "rank.parquet", PROMPTS)]
+        splits["pairs"] = len(pairs)
+    if "instructions" in cfg.parts:
+        converted = {}
+        for kind in ("alpaca", "rl"):
+            path = src / DATASETS[kind] / f"{lang}.json"
+            converted[kind], files[kind] = convert_instructions(path, lang, kind, cfg.limit, cfg.seed)
+            _check_nonempty(converted[kind], path)
+        alpaca, rl = converted["alpaca"], converted["rl"]
+        outputs += [
+            (alpaca, out / "sft.parquet", PROMPTS),
+            (alpaca + rl, out / "full.parquet", PROMPTS),
+            (rl, out / "ppo.parquet", PROMPTS),
+        ]
+        splits.update(sft=len(alpaca), full=len(alpaca) + len(rl), ppo=len(rl))
+    if "eval" in cfg.parts:
+        files["eval"] = {}
+        for bench, (folder, bench_splits) in EVAL_FILES.items():
+            for split in bench_splits:
+                path = src / EVAL_DIR / folder / f"{lang}_{split}.json"
+                records = _load(path, f"{folder}/{lang}_{split}.json")
+                kept = convert_records(bench, records, path)
+                if not kept:
+                    raise DataError(
+                        f"{path}: none of its {len(records)} records can be scored (reasons in the log above)"
+                    )
+                outputs.append((kept, out / "eval" / f"{bench}_{split}.parquet", SCHEMA[bench]))
+                files["eval"][f"{bench}_{split}"] = {"read": len(records), "kept": len(kept)}
+    for rows, path, schema in outputs:
+        write_parquet(rows, path, schema)
+    metrics = {"use": True, "parts": list(cfg.parts), "lang": lang, "files": files, "splits": splits}
     write_json(metrics, out / "manifest.json")
     return metrics
+
+
+def _check_nonempty(rows: list[dict[str, Any]], path: Path) -> None:
+    if not rows:
+        raise DataError(f"{path}: no usable record (the drops by reason are in the stage's metrics and log)")
 
 
 # ------------------------------------------------------------------------------------------------ fetching
@@ -361,7 +397,9 @@ def _main(argv: list[str] | None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fetch", help="dvc import-url the release files of some languages into data/released/")
     f.add_argument("--lang", nargs="+", help="language codes (default: every language in params.yaml)")
-    f.add_argument("--what", nargs="+", default=list(KINDS), help=f"release parts (default: {' '.join(KINDS)})")
+    f.add_argument(
+        "--what", nargs="+", help=f"release files, out of {' '.join(KINDS)} (default: those released.parts needs)"
+    )
     f.add_argument("--dest", type=Path, default=Path("data/released"))
     f.add_argument("--params", default="params.yaml")
     f.add_argument("--base-url", help="overrides released.base_url")
@@ -386,7 +424,7 @@ def _main(argv: list[str] | None) -> None:
     cfg = params.section("released")
     overrides = {"base_url": args.base_url, "eval_base_url": args.eval_base_url}
     cfg = ReleasedConfig(**{**cfg.__dict__, **{k: v for k, v in overrides.items() if v}})
-    done = fetch(args.lang or params.languages, tuple(args.what), cfg, args.dest)
+    done = fetch(args.lang or params.languages, tuple(args.what or cfg.kinds()), cfg, args.dest)
     sys.stdout.write(
         f"imported {len(done['imported'])} file(s), {len(done['present'])} already present under {args.dest}; "
         "commit the .dvc files (git add data/released) and set released.use: true in params.yaml\n"

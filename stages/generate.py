@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = load_params(args.params, sections=("teacher", "generate", "released"))
     tcfg, gcfg = params.section("teacher"), params.section("generate")
-    if params.section("released").use:
+    if params.section("released").provides("instructions"):
         # Every language starts from Okapi's released translations: no English instructions to generate.
         write_parquet([], args.out, INSTRUCTIONS)
         ensure_file(args.cache)
-        write_json({"skipped": "released.use is true", "kept": 0, "teacher": {"requests": 0}}, args.metrics)
+        write_json(
+            {"skipped": "released.use with the instructions part", "kept": 0, "teacher": {"requests": 0}}, args.metrics
+        )
         return
 
     from okapi.selfinstruct import generate, load_pool, load_seeds

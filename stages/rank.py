@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("teacher", "rank", "released"))
     tcfg, cfg = params.section("teacher"), params.section("rank")
-    if params.section("released").use:
+    if params.section("released").provides("ranking"):
         if args.released is None:
             raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
         # Okapi's released ranking pairs stand in for the teacher's ranking: no request is sent.

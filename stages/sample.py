@@ -23,10 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("sample", "released"))
     cfg = params.section("sample")
-    if params.section("released").use:
+    if params.section("released").provides("ranking"):
         # The released ranking data already holds the ranked responses: nothing to sample.
         write_parquet([], args.out, SAMPLES)
-        write_json({"skipped": "released.use is true", "prompts": 0, "responses": 0}, args.metrics)
+        write_json({"skipped": "released.use with the ranking part", "prompts": 0, "responses": 0}, args.metrics)
         return
     rows = read_rows(args.prompts, PROMPTS)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -15,29 +16,24 @@ from okapi.schemas import HELLASWAG, INSTRUCTIONS, MULTIPLE_CHOICE, PROMPTS, TRA
 BENCHMARKS = {"arc": MULTIPLE_CHOICE, "mmlu": MULTIPLE_CHOICE, "hellaswag": HELLASWAG}
 
 
-def _pass_on_released(src: Path, lang: str, out: Path, eval_out: Path) -> dict:
-    """Okapi's released translations (converted by released@<lang>) in place of the teacher's: same files."""
+def _released_instructions(src: Path, lang: str) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Okapi's released translations (converted by released@<lang>): the all.parquet rows and the splits."""
     splits = {name: read_rows(src / f"{name}.parquet", PROMPTS) for name in ("sft", "full", "rank", "ppo")}
+    split_of = {r["id"]: name for name in ("sft", "ppo", "rank") for r in splits[name]}
+    every = splits["full"] + splits["rank"]
+    all_rows = [{**r, "source": "released", "split": split_of[r["id"]], "status": "ok", "attempts": 0} for r in every]
+    return all_rows, splits
+
+
+def _released_eval(src: Path, lang: str) -> dict[str, tuple[object, list[dict]]]:
+    """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder."""
     if not (src / "eval").is_dir():
         raise ConfigError(f"{src}/eval: missing; released@{lang} did not convert the evaluation files")
     evals = {}
     for path in sorted((src / "eval").glob("*.parquet")):
         schema = BENCHMARKS[path.stem.split("_")[0]]
         evals[path.stem] = (schema, read_rows(path, schema))
-    split_of = {r["id"]: name for name in ("sft", "ppo", "rank") for r in splits[name]}
-    every = splits["full"] + splits["rank"]
-    all_rows = [{**r, "source": "released", "split": split_of[r["id"]], "status": "ok", "attempts": 0} for r in every]
-    write_parquet(all_rows, out / "all.parquet", TRANSLATIONS)
-    for name, rows in splits.items():
-        write_parquet(rows, out / f"{name}.parquet", PROMPTS)
-    for name, (schema, records) in evals.items():
-        write_parquet(records, eval_out / f"{name}.parquet", schema)
-    return {
-        "source": "released",
-        "splits": {name: len(rows) for name, rows in splits.items()},
-        "eval": {name: len(records) for name, (_, records) in evals.items()},
-        "teacher": {"requests": 0},
-    }
+    return evals
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,50 +50,64 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("teacher", "translate", "released"))
-    tcfg, cfg = params.section("teacher"), params.section("translate")
-    if params.section("released").use:
-        if args.released is None:
-            raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
-        write_json(_pass_on_released(args.released, args.lang, args.out, args.eval_out), args.metrics)
-        ensure_file(args.cache)
-        return
-    rows = read_rows(args.instructions, INSTRUCTIONS)
-    from okapi.eval_sources import load_sources
-
-    sources = load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit)
-
-    from transformers import AutoTokenizer
+    tcfg, cfg, rel = params.section("teacher"), params.section("translate"), params.section("released")
+    instructions_released, eval_released = rel.provides("instructions"), rel.provides("eval")
+    if (instructions_released or eval_released) and args.released is None:
+        raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
 
     from okapi.teacher import TeacherFatalError, open_teacher
     from okapi.translate import table2_lengths, translate_eval, translate_instructions
 
-    eval_sets: dict[str, list[dict]] = {}
-    with open_teacher(tcfg, args.cache) as teacher:
-        translated, metrics = translate_instructions(teacher, rows, args.lang, cfg)
-        metrics["eval"] = {}
-        for bench, records in sources.items():
-            eval_sets[bench], metrics["eval"][bench] = translate_eval(teacher, bench, records, args.lang, cfg)
-        metrics["teacher"] = teacher.account()
-    accepted = [r for r in translated if r["status"] == "ok"]
-    if translated:
-        rate = 1 - len(accepted) / len(translated)
-        if rate > tcfg.max_failure_rate:
-            raise TeacherFatalError(
-                f"translate@{args.lang}: {rate:.0%} of {len(translated)} examples were rejected, above "
-                f"teacher.max_failure_rate = {tcfg.max_failure_rate}; reasons: {metrics['rejected_by_reason']}"
-            )
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    metrics["table2"] = table2_lengths(accepted, tokenizer)
+    metrics: dict = {"source": {"instructions": "released" if instructions_released else "teacher"}}
+    metrics["source"]["eval"] = "released" if eval_released else "teacher"
+    eval_sets: dict[str, tuple[object, list[dict]]] = {}
+    translated: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        teacher = None
+        if not (instructions_released and eval_released):
+            teacher = stack.enter_context(open_teacher(tcfg, args.cache))
+        if instructions_released:
+            translated, splits = _released_instructions(args.released, args.lang)
+        else:
+            rows = read_rows(args.instructions, INSTRUCTIONS)
+            translated, instr_metrics = translate_instructions(teacher, rows, args.lang, cfg)
+            metrics.update(instr_metrics)
+        if eval_released:
+            eval_sets = _released_eval(args.released, args.lang)
+            metrics["eval"] = {name: {"records": len(records)} for name, (_, records) in eval_sets.items()}
+        else:
+            from okapi.eval_sources import load_sources
 
-    def prompts(keep) -> list[dict]:
-        return [{k: r[k] for k in ("id", "lang", "instruction", "input", "output")} for r in accepted if keep(r)]
+            metrics["eval"] = {}
+            for bench, records in load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit).items():
+                done, metrics["eval"][bench] = translate_eval(teacher, bench, records, args.lang, cfg)
+                eval_sets[bench] = (BENCHMARKS[bench], done)
+        metrics["teacher"] = teacher.account() if teacher is not None else {"requests_sent": 0}
+    if teacher is None:
+        ensure_file(args.cache)  # a DVC output even when no request is made
 
-    splits = {
-        "sft": prompts(lambda r: r["split"] == "sft"),
-        "full": prompts(lambda r: True),
-        "rank": prompts(lambda r: r["split"] == "rank"),
-        "ppo": prompts(lambda r: r["split"] == "ppo"),
-    }
+    if not instructions_released:
+        accepted = [r for r in translated if r["status"] == "ok"]
+        if translated:
+            rate = 1 - len(accepted) / len(translated)
+            if rate > tcfg.max_failure_rate:
+                raise TeacherFatalError(
+                    f"translate@{args.lang}: {rate:.0%} of {len(translated)} examples were rejected, above "
+                    f"teacher.max_failure_rate = {tcfg.max_failure_rate}; reasons: {metrics['rejected_by_reason']}"
+                )
+        from transformers import AutoTokenizer
+
+        metrics["table2"] = table2_lengths(accepted, AutoTokenizer.from_pretrained(args.tokenizer))
+
+        def prompts(keep) -> list[dict]:
+            return [{k: r[k] for k in ("id", "lang", "instruction", "input", "output")} for r in accepted if keep(r)]
+
+        splits = {
+            "sft": prompts(lambda r: r["split"] == "sft"),
+            "full": prompts(lambda r: True),
+            "rank": prompts(lambda r: r["split"] == "rank"),
+            "ppo": prompts(lambda r: r["split"] == "ppo"),
+        }
     for name, split_rows in splits.items():
         if not split_rows:
             raise ConfigError(
@@ -108,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     write_parquet(translated, args.out / "all.parquet", TRANSLATIONS)
     for name, split_rows in splits.items():
         write_parquet(split_rows, args.out / f"{name}.parquet", PROMPTS)
-    for bench, records in eval_sets.items():
-        write_parquet(records, args.eval_out / f"{bench}.parquet", BENCHMARKS[bench])
+    for name, (schema, records) in eval_sets.items():
+        write_parquet(records, args.eval_out / f"{name}.parquet", schema)
     metrics["splits"] = {name: len(r) for name, r in splits.items()}
     write_json(metrics, args.metrics)
 

@@ -180,3 +180,119 @@ def test_generate_translate_rank_stages(tmp_path, server, tiny_model_dir):
             assert CANARY.encode() not in path.read_bytes(), path
     for proc in logs:
         assert CANARY not in proc.stdout + proc.stderr
+
+
+def test_released_ranking_and_eval_with_our_own_translations(tmp_path, server, tiny_model_dir):
+    """released.parts [ranking, eval]: the teacher generates and translates the instructions; the release gives
+    the preference pairs (no sampling, no ranking request) and the benchmarks (no eval translation request)."""
+    from released_fixture import release_tree
+
+    params = yaml.safe_load(_params(tmp_path, server.base_url).read_text())
+    params["released"].update(use=True, parts=["ranking", "eval"])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    p = ["--params", str(path)]
+    release_tree(tmp_path / "released", lang="es")
+    gen = tmp_path / "generated.parquet"
+    _run(
+        "generate",
+        [
+            "--seeds",
+            str(ROOT / "data/seeds/seed_tasks.jsonl"),
+            "--out",
+            str(gen),
+            "--cache",
+            str(tmp_path / "c/g.jsonl"),
+            "--metrics",
+            str(tmp_path / "m/g.json"),
+            *p,
+        ],
+    )
+    assert sum(r["source"] == "generated" for r in read_rows(gen, INSTRUCTIONS)) >= 6  # not skipped
+    conv = tmp_path / "conv"
+    _run(
+        "released",
+        [
+            "--lang",
+            "es",
+            "--src",
+            str(tmp_path / "released"),
+            "--out",
+            str(conv),
+            "--metrics",
+            str(tmp_path / "m/released.json"),
+            *p,
+        ],
+    )
+    assert sorted(f.name for f in conv.iterdir()) == ["eval", "manifest.json", "pairs.parquet", "rank.parquet"]
+    sent = len(server.requests)
+    _run(
+        "translate",
+        [
+            "--lang",
+            "es",
+            "--instructions",
+            str(gen),
+            "--eval-sources",
+            str(ROOT / "data/eval_sources"),
+            "--tokenizer",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "tr"),
+            "--eval-out",
+            str(tmp_path / "ev"),
+            "--cache",
+            str(tmp_path / "c/t.jsonl"),
+            "--released",
+            str(conv),
+            "--metrics",
+            str(tmp_path / "m/t.json"),
+            *p,
+        ],
+    )
+    translate_requests = server.requests[sent:]
+    assert translate_requests and all("Translate the values" in r["messages"][0]["content"] for r in translate_requests)
+    n_rows = len(read_rows(tmp_path / "tr/all.parquet", TRANSLATIONS))
+    assert len(translate_requests) == n_rows  # one per instruction: no benchmark record went to the teacher
+    metrics = json.loads((tmp_path / "m/t.json").read_text())
+    assert metrics["source"] == {"instructions": "teacher", "eval": "released"}
+    assert sorted(f.name for f in (tmp_path / "ev").iterdir())[0] == "arc_test.parquet"
+    _run(
+        "sample",
+        [
+            "--lang",
+            "es",
+            "--model",
+            str(tmp_path / "no-model-needed"),
+            "--prompts",
+            str(tmp_path / "tr/rank.parquet"),
+            "--out",
+            str(tmp_path / "s.parquet"),
+            "--metrics",
+            str(tmp_path / "m/s.json"),
+            *p,
+        ],
+    )
+    assert read_rows(tmp_path / "s.parquet", SAMPLES) == []
+    sent = len(server.requests)
+    _run(
+        "rank",
+        [
+            "--lang",
+            "es",
+            "--samples",
+            str(tmp_path / "s.parquet"),
+            "--out",
+            str(tmp_path / "rk"),
+            "--cache",
+            str(tmp_path / "c/r.jsonl"),
+            "--released",
+            str(conv),
+            "--metrics",
+            str(tmp_path / "m/r.json"),
+            *p,
+        ],
+    )
+    assert len(server.requests) == sent
+    pairs = read_rows(tmp_path / "rk/pairs.parquet", PAIRS)
+    assert [p["id"] for p in pairs] == [f"okapi-ranking-es-{i}" for i in range(4)]

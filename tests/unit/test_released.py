@@ -153,3 +153,23 @@ def test_params_switch_is_global_and_checked():
     assert released_config(Params(raw, "vi")).limit == 5
     with pytest.raises(ConfigError, match="languages.es.released.use is not allowed"):
         released_config(Params(raw, "es"))
+
+
+def test_parts_pick_what_comes_from_the_release(tmp_path):
+    with pytest.raises(ConfigError, match="released.parts.*with ranking whenever it has instructions"):
+        ReleasedConfig(parts=["instructions", "eval"])
+    with pytest.raises(ConfigError, match="released.parts.*distinct parts out of instructions, ranking, eval"):
+        ReleasedConfig(parts=["ranking", "rankings"])
+    only_ranking = ReleasedConfig(use=True, parts=["ranking"])
+    assert only_ranking.provides("ranking") and not only_ranking.provides("instructions")
+    assert not ReleasedConfig(use=False).provides("ranking")
+    assert only_ranking.kinds() == ("ranking",)
+    assert ReleasedConfig().kinds() == ("alpaca", "rl", "ranking", "eval")
+    src = release_tree(tmp_path / "released")
+    (src / "multilingual-alpaca-52k" / "vi.json").unlink()  # not needed for the ranking part
+    metrics = convert_language(src, "vi", tmp_path / "out", only_ranking)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "pairs.parquet", "rank.parquet"]
+    assert metrics["splits"] == {"pairs": 4}
+    raw = {"languages": {"vi": {"released": {"parts": ["ranking"]}}}, "released": {"use": True}}
+    with pytest.raises(ConfigError, match="languages.vi.released.parts is not allowed"):
+        released_config(Params(raw, "vi"))
