@@ -145,12 +145,15 @@ def release_url(rel: str, cfg: ReleasedConfig) -> str:
 # ------------------------------------------------------------------------------------------------ converters
 
 
+def _is_lfs_pointer(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(_LFS_POINTER)).decode("utf-8", errors="replace") == _LFS_POINTER
+
+
 def _load(path: Path, what: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found (expected Okapi's released {what})")
-    with path.open("rb") as fh:
-        head = fh.read(len(_LFS_POINTER)).decode("utf-8", errors="replace")
-    if head == _LFS_POINTER:
+    if _is_lfs_pointer(path):
         raise DataError(
             f"{path}: is a Git LFS pointer, not the data; fetch from a URL that serves LFS content, e.g. "
             f"released.base_url = {DEFAULT_BASE_URL}"
@@ -376,7 +379,15 @@ def fetch(langs: list[str], kinds: tuple[str, ...], cfg: ReleasedConfig, dest: P
                     cause = err.__cause__ or err
                     failed.append(f"{url}: {cause}")
                     continue
-                _load(target, rel)  # an LFS pointer or a non-JSON page fails here, with its own message
+                if _is_lfs_pointer(target):
+                    # Undo the import: a pointer is not the data, and a kept .dvc file would make reruns skip it.
+                    target.unlink()
+                    Path(f"{target}.dvc").unlink()
+                    failed.append(
+                        f"{url}: served a Git LFS pointer, not the data (use a URL that serves LFS content, e.g. "
+                        f"released.base_url = {DEFAULT_BASE_URL})"
+                    )
+                    continue
                 done["imported"].append(str(target))
     if failed:
         raise DataError(

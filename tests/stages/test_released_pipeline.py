@@ -171,6 +171,19 @@ def test_fetch_from_an_unreachable_server_fails_with_one_message_and_keeps_what_
     assert [p for p in after if p not in before and "multilingual-alpaca-52k" not in p] == []
 
 
+def test_fetch_undoes_the_import_of_a_git_lfs_pointer(released_project):
+    repo, env, srv = released_project["repo"], released_project["env"], released_project["srv"]
+    pointer = srv / "datasets" / "multilingual-ranking-data-42k" / "es.json"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:6b7d\nsize 151259802\n")
+    base = released_project["server"].base_url
+    args = ["-m", "okapi.released", "fetch", "--lang", "es", "--what", "ranking", "--base-url", f"{base}/datasets"]
+    proc = _run(repo, env, sys.executable, *args, check=False)
+    assert proc.returncode == 2
+    assert "served a Git LFS pointer, not the data" in proc.stderr
+    target = repo / "data" / "released" / "multilingual-ranking-data-42k" / "es.json"
+    assert not target.exists() and not Path(f"{target}.dvc").exists()
+
+
 def test_released_stage_names_the_file_and_field_of_a_bad_record(released_project, tmp_path):
     src = release_tree(tmp_path / "released")
     write(src / "multilingual-rl-tuning-64k" / "vi.json", [{"instruction": "a", "output": "b", "score": 3}])
