@@ -47,3 +47,18 @@ class FakeTeacher:
 
     def account(self) -> dict[str, Any]:
         return {"requests_sent": len(self.calls), "cache_hits": 0}
+
+
+def toy_pairs(n: int) -> list[dict]:
+    """Preference pairs a tiny reward model can learn: the chosen answer is fixed text, the rejected one gibberish."""
+    return [
+        {
+            "id": f"p{i}",
+            "lang": "vi",
+            "instruction": f"Give three tips number {i}.",
+            "input": "",
+            "chosen": "Eat well, sleep, exercise.",
+            "rejected": f"{'xq' * (i % 3 + 1)} ###",
+        }
+        for i in range(n)
+    ]

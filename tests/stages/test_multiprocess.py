@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from fakes import toy_pairs
 from safetensors.torch import load_file
 from tiny import build_untrained_rm
 
@@ -198,17 +199,7 @@ def test_sft_under_two_processes(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_reward_model_under_two_processes(tiny_model_dir: Path, tmp_path: Path) -> None:
-    pairs = [
-        {
-            "id": f"p{i}",
-            "lang": "vi",
-            "instruction": f"Give three tips number {i}.",
-            "input": "",
-            "chosen": "Eat well, sleep, exercise.",
-            "rejected": f"{'xq' * (i % 3 + 1)} ###",
-        }
-        for i in range(10)
-    ]
+    pairs = toy_pairs(10)
     write_parquet(pairs, tmp_path / "pairs.parquet", PAIRS)
     params = write_params(
         tmp_path,

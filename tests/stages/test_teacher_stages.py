@@ -77,51 +77,30 @@ def _run(stage: str, args: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
+def _generate_args(gen: Path, cache: Path) -> list[str]:
+    return ["--seeds", str(ROOT / "data/seeds/seed_tasks.jsonl"), "--out", str(gen), "--cache", str(cache)]
+
+
+def _translate_args(gen: Path, tokenizer: Path, tmp_path: Path, out: str, eval_out: str, cache: str) -> list[str]:
+    return [
+        *("--lang", "es", "--instructions", str(gen), "--eval-sources", str(ROOT / "data/eval_sources")),
+        *("--tokenizer", str(tokenizer), "--out", str(tmp_path / out), "--eval-out", str(tmp_path / eval_out)),
+        *("--cache", str(tmp_path / cache)),
+    ]
+
+
 def test_generate_translate_rank_stages(tmp_path, server, tiny_model_dir):
     params = _params(tmp_path, server.base_url)
     logs = []
     gen = tmp_path / "generated.parquet"
-    logs.append(
-        _run(
-            "generate",
-            [
-                "--seeds",
-                str(ROOT / "data/seeds/seed_tasks.jsonl"),
-                "--out",
-                str(gen),
-                "--cache",
-                str(tmp_path / "cache/generate.jsonl"),
-                "--metrics",
-                str(tmp_path / "m/generate.json"),
-                "--params",
-                str(params),
-            ],
-        )
-    )
+    gen_args = [*_generate_args(gen, tmp_path / "cache/generate.jsonl"), "--metrics", str(tmp_path / "m/generate.json")]
+    logs.append(_run("generate", [*gen_args, "--params", str(params)]))
     rows = read_rows(gen, INSTRUCTIONS)
     assert sum(r["source"] == "generated" for r in rows) >= 6
     assert json.loads((tmp_path / "m/generate.json").read_text())["teacher"]["requests_sent"] > 0
 
-    tr_args = [
-        "--lang",
-        "es",
-        "--instructions",
-        str(gen),
-        "--eval-sources",
-        str(ROOT / "data/eval_sources"),
-        "--tokenizer",
-        str(tiny_model_dir),
-        "--out",
-        str(tmp_path / "translated"),
-        "--eval-out",
-        str(tmp_path / "eval"),
-        "--cache",
-        str(tmp_path / "cache/translate-es.jsonl"),
-        "--metrics",
-        str(tmp_path / "m/translate.json"),
-        "--params",
-        str(params),
-    ]
+    tr_args = _translate_args(gen, tiny_model_dir, tmp_path, "translated", "eval", "cache/translate-es.jsonl")
+    tr_args += ["--metrics", str(tmp_path / "m/translate.json"), "--params", str(params)]
     logs.append(_run("translate", tr_args))
     translated = read_rows(tmp_path / "translated/all.parquet", TRANSLATIONS)
     assert {r["id"] for r in translated} <= {r["id"] for r in rows}  # ids survive translation
@@ -194,20 +173,7 @@ def test_released_ranking_and_eval_with_our_own_translations(tmp_path, server, t
     p = ["--params", str(path)]
     release_tree(tmp_path / "released", lang="es")
     gen = tmp_path / "generated.parquet"
-    _run(
-        "generate",
-        [
-            "--seeds",
-            str(ROOT / "data/seeds/seed_tasks.jsonl"),
-            "--out",
-            str(gen),
-            "--cache",
-            str(tmp_path / "c/g.jsonl"),
-            "--metrics",
-            str(tmp_path / "m/g.json"),
-            *p,
-        ],
-    )
+    _run("generate", [*_generate_args(gen, tmp_path / "c/g.jsonl"), "--metrics", str(tmp_path / "m/g.json"), *p])
     assert sum(r["source"] == "generated" for r in read_rows(gen, INSTRUCTIONS)) >= 6  # not skipped
     conv = tmp_path / "conv"
     _run(
@@ -226,30 +192,8 @@ def test_released_ranking_and_eval_with_our_own_translations(tmp_path, server, t
     )
     assert sorted(f.name for f in conv.iterdir()) == ["eval", "manifest.json", "pairs.parquet", "rank.parquet"]
     sent = len(server.requests)
-    _run(
-        "translate",
-        [
-            "--lang",
-            "es",
-            "--instructions",
-            str(gen),
-            "--eval-sources",
-            str(ROOT / "data/eval_sources"),
-            "--tokenizer",
-            str(tiny_model_dir),
-            "--out",
-            str(tmp_path / "tr"),
-            "--eval-out",
-            str(tmp_path / "ev"),
-            "--cache",
-            str(tmp_path / "c/t.jsonl"),
-            "--released",
-            str(conv),
-            "--metrics",
-            str(tmp_path / "m/t.json"),
-            *p,
-        ],
-    )
+    tr_args = _translate_args(gen, tiny_model_dir, tmp_path, "tr", "ev", "c/t.jsonl")
+    _run("translate", [*tr_args, "--released", str(conv), "--metrics", str(tmp_path / "m/t.json"), *p])
     translate_requests = server.requests[sent:]
     assert translate_requests and all("Translate the values" in r["messages"][0]["content"] for r in translate_requests)
     n_rows = len(read_rows(tmp_path / "tr/all.parquet", TRANSLATIONS))

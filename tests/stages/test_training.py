@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import toy_pairs
 from safetensors.torch import load_file
 from tiny import build_untrained_rm
 
@@ -163,24 +164,8 @@ def test_sampling_rejects_duplicate_ids(base_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- reward
 
 
-def _pairs(n: int) -> list[dict]:
-    pairs = []
-    for i in range(n):
-        pairs.append(
-            {
-                "id": f"p{i}",
-                "lang": "vi",
-                "instruction": f"Give three tips number {i}.",
-                "input": "",
-                "chosen": "Eat well, sleep, exercise.",
-                "rejected": f"{'xq' * (i % 3 + 1)} ###",
-            }
-        )
-    return pairs
-
-
 def test_reward_model_trains_and_counts_long_pairs(base_dir: Path, tmp_path: Path) -> None:
-    pairs = _pairs(20)
+    pairs = toy_pairs(20)
     pairs.append({**pairs[0], "id": "long", "chosen": "Eat well, sleep. " * 80})
     cfg = RewardConfig(
         learning_rate=1e-3,
@@ -206,7 +191,7 @@ def test_reward_model_trains_and_counts_long_pairs(base_dir: Path, tmp_path: Pat
 
 
 def test_reward_model_needs_training_pairs(base_dir: Path, tmp_path: Path) -> None:
-    long = {**_pairs(1)[0], "chosen": "word " * 300}
+    long = {**toy_pairs(1)[0], "chosen": "word " * 300}
     with pytest.raises(DataError, match="no training pair left"):
         train_reward_model(base_dir, [long], tmp_path / "rm", RewardConfig(max_length=64))
 
