@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from okapi.io import DataError, atomic_dir, replace_dir  # noqa: F401  (re-exported: training modules save through them)
+from okapi.config import ConfigError
+from okapi.io import DataError, atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,49 @@ SMOLLM2_SPEC = "smollm2-gguf"
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def check_launch(num_processes: int) -> None:
+    """Stop when the launcher started several processes but accelerate runs this one alone.
+
+    That happens on a machine whose GPUs this process cannot see (or with none) unless ACCELERATE_USE_CPU is set:
+    every process then trains on its own and all of them write the same output folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and num_processes == 1:
+        raise ConfigError(
+            f"the launcher started {launched} processes (WORLD_SIZE) but accelerate sees no GPU and runs each one "
+            "alone; for processes on the CPU set ACCELERATE_USE_CPU=true in the launch environment, otherwise make "
+            "the GPUs visible (CUDA_VISIBLE_DEVICES)"
+        )
+
+
+def process_state() -> Any:
+    """accelerate's state of this process, created the way ``Accelerator`` and ``TrainingArguments`` create it.
+
+    A bare ``PartialState()`` ignores ACCELERATE_USE_CPU: on a machine without GPUs it takes each process of a
+    multi-process CPU launch for a single one, and that state is a singleton (an ``Accelerator`` created later in
+    the same process keeps it).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(**({"cpu": True} if parse_flag_from_env("ACCELERATE_USE_CPU") else {}))
+    check_launch(int(state.num_processes))
+    return state
+
+
+def world_size() -> int:
+    """Number of processes in this run (1 on a laptop, N under ``accelerate launch``)."""
+    return int(process_state().num_processes)
+
+
+def is_main_process() -> bool:
+    """True in the process that writes a stage's outputs (the only one outside ``accelerate launch``)."""
+    return bool(process_state().is_main_process)
 
 
 def count_parameters(model: nn.Module) -> int:

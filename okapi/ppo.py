@@ -34,11 +34,10 @@ from torch import nn
 from tqdm import tqdm
 
 from okapi.config import ConfigError, check, to_dict
-from okapi.io import DataError, write_json
-from okapi.modeling import atomic_dir, decoder_layers, load_causal_lm, replace_dir, trainable_top_layers
+from okapi.io import DataError, atomic_dir, replace_dir, write_json
+from okapi.modeling import check_launch, decoder_layers, load_causal_lm, trainable_top_layers
 from okapi.prompting import format_prompt
 from okapi.sampling import decode_responses, encode_prompts, eos_ids, generate, response_mask
-from okapi.sft import check_launch
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,16 @@ from typing import Any
 import torch
 
 from okapi.config import check
-from okapi.io import DataError
-from okapi.modeling import check_model_folder, default_device, ensure_pad_token, replace_dir
+from okapi.io import DataError, replace_dir
+from okapi.modeling import (
+    check_model_folder,
+    default_device,
+    ensure_pad_token,
+    process_state,
+    world_size,
+)
 from okapi.prompting import format_prompt
-from okapi.sft import accumulation_steps, process_state, use_bf16, world_size
+from okapi.sft import accumulation_steps, trainer_args
 
 log = logging.getLogger(__name__)
 
@@ -208,28 +214,9 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
     tmp = _tmp_dir(out_dir)
     args = TRLRewardConfig(
         output_dir=str(tmp),
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
+        **trainer_args(cfg, accum),
         optim="adamw_torch",
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=accum,
         max_length=cfg.max_length,
-        activation_checkpointing=cfg.gradient_checkpointing,  # TRL's default is on (~20% slower)
-        gradient_checkpointing=None,
-        bf16=use_bf16(),
-        fp16=False,
-        logging_steps=cfg.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        ddp_find_unused_parameters=False,  # the trunk and the score head all take part (see okapi.sft)
     )
     columns = {"chosen_ids": [p["chosen_ids"] for p in train], "rejected_ids": [p["rejected_ids"] for p in train]}
     trainer = RewardTrainer(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Any
 
 import torch
 
-from okapi.config import ConfigError, check
-from okapi.io import DataError
-from okapi.modeling import load_causal_lm, replace_dir
+from okapi.config import check
+from okapi.io import DataError, replace_dir
+from okapi.modeling import load_causal_lm, world_size
 from okapi.prompting import format_example
 
 log = logging.getLogger(__name__)
@@ -63,46 +62,6 @@ class SFTConfig:
         check(self.max_grad_norm > 0, "sft.max_grad_norm", self.max_grad_norm, "> 0")
 
 
-def check_launch(num_processes: int) -> None:
-    """Stop when the launcher started several processes but accelerate runs this one alone.
-
-    That happens on a machine whose GPUs this process cannot see (or with none) unless ACCELERATE_USE_CPU is set:
-    every process then trains on its own and all of them write the same output folder.
-    """
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and num_processes == 1:
-        raise ConfigError(
-            f"the launcher started {launched} processes (WORLD_SIZE) but accelerate sees no GPU and runs each one "
-            "alone; for processes on the CPU set ACCELERATE_USE_CPU=true in the launch environment, otherwise make "
-            "the GPUs visible (CUDA_VISIBLE_DEVICES)"
-        )
-
-
-def process_state() -> Any:
-    """accelerate's state of this process, created the way ``Accelerator`` and ``TrainingArguments`` create it.
-
-    A bare ``PartialState()`` ignores ACCELERATE_USE_CPU: on a machine without GPUs it takes each process of a
-    multi-process CPU launch for a single one, and that state is a singleton (an ``Accelerator`` created later in
-    the same process keeps it).
-    """
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    state = PartialState(**({"cpu": True} if parse_flag_from_env("ACCELERATE_USE_CPU") else {}))
-    check_launch(int(state.num_processes))
-    return state
-
-
-def world_size() -> int:
-    """Number of processes in this run (1 on a laptop, N under ``accelerate launch``)."""
-    return int(process_state().num_processes)
-
-
-def is_main_process() -> bool:
-    """True in the process that writes a stage's outputs (the only one outside ``accelerate launch``)."""
-    return bool(process_state().is_main_process)
-
-
 def accumulation_steps(batch_size: int, per_device: int, n_processes: int) -> int:
     """Gradient accumulation that makes per_device x processes x accumulation reach the effective batch size."""
     return max(1, math.ceil(batch_size / (per_device * n_processes)))
@@ -111,6 +70,37 @@ def accumulation_steps(batch_size: int, per_device: int, n_processes: int) -> in
 def use_bf16() -> bool:
     # TRL turns bf16 on by default; on a CPU that is emulated and about 20x slower, so only on capable GPUs.
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def trainer_args(cfg: Any, accumulation: int) -> dict[str, Any]:
+    """The TRL/transformers training arguments SFT and the reward model share (``cfg``: SFTConfig or
+    RewardConfig): schedule, precision, logging, seeds, no checkpoint saving and no reporting."""
+    return dict(
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=accumulation,
+        bf16=use_bf16(),
+        fp16=False,
+        # TRL turns activation checkpointing on by default (~20% slower); only when asked for. The deprecated
+        # gradient_checkpointing alias is cleared so transformers does not warn about it.
+        activation_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=None,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Every parameter takes part in the loss; transformers' default (True without activation checkpointing)
+        # costs DDP an extra pass over the autograd graph at every step.
+        ddp_find_unused_parameters=False,
+    )
 
 
 def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -155,34 +145,11 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path
         )
     args = TRLSFTConfig(
         output_dir=str(_tmp_dir(Path(out_dir))),
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=accum,
+        **trainer_args(cfg, accum),
         max_grad_norm=cfg.max_grad_norm,
         max_length=cfg.max_seq_length,
         completion_only_loss=True,
         packing=False,
-        bf16=use_bf16(),
-        fp16=False,
-        # TRL turns activation checkpointing on by default (~20% slower); only when asked for. The deprecated
-        # gradient_checkpointing alias is cleared so transformers does not warn about it.
-        activation_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing=None,
-        logging_steps=cfg.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # Full fine-tuning uses every parameter; transformers' default (True without activation checkpointing)
-        # costs DDP an extra pass over the autograd graph at every step.
-        ddp_find_unused_parameters=False,
     )
     trainer = SFTTrainer(
         model=model,

@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_params(args.params, lang=args.lang, sections=("rm",)).section("rm")
     pairs = read_rows(args.pairs, PAIRS)
 
+    from okapi.modeling import is_main_process
     from okapi.reward import train_reward_model
-    from okapi.sft import is_main_process
 
     metrics = train_reward_model(args.sft, pairs, args.out, cfg)
     if is_main_process():  # under `accelerate launch` every process returns the same metrics

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = params.section(args.section)
     rows = read_rows(args.data, PROMPTS)
 
-    from okapi.sft import is_main_process, train_sft
+    from okapi.modeling import is_main_process
+    from okapi.sft import train_sft
 
     metrics = train_sft(args.model, rows, args.out, cfg)
     if is_main_process():  # under `accelerate launch` every process returns the same metrics

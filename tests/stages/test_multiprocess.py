@@ -147,15 +147,15 @@ def prompts_file(tmp_path: Path, n: int) -> Path:
 def test_a_launch_whose_processes_each_run_alone_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     """torchrun started 2 processes, but without a GPU and without ACCELERATE_USE_CPU accelerate makes each a
     single-process run: they would train separately and race to write one output folder."""
-    from okapi import sft
+    from okapi import modeling
     from okapi.config import ConfigError
 
     monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU=true"):
-        sft.world_size()
+        modeling.world_size()
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert sft.world_size() == 1
+    assert modeling.world_size() == 1
 
 
 # ---------------------------------------------------------------------------------------------------- SFT

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from okapi import reward, sft
+from okapi import modeling, reward, sft
 from okapi.ppo import PPOConfig, Rollout, ppo_update
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
@@ -88,9 +88,9 @@ class _FakeState:
 def test_world_size_comes_from_accelerate(monkeypatch: pytest.MonkeyPatch) -> None:
     import accelerate
 
-    assert sft.world_size() == 1
+    assert modeling.world_size() == 1
     monkeypatch.setattr(accelerate, "PartialState", _FakeState)
-    assert sft.world_size() == 8
+    assert modeling.world_size() == 8
 
 
 class _Captured(Exception):
