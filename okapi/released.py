@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from okapi.config import ConfigError, check
-from okapi.io import DataError, read_jsonl, write_json, write_parquet
+from okapi.io import DataError, read_jsonl, read_rows, write_json, write_parquet
 from okapi.languages import get_language
 from okapi.schemas import PAIRS, PROMPTS
 
@@ -339,6 +339,31 @@ def convert_language(src: Path, lang: str, out: Path, cfg: ReleasedConfig) -> di
 def _check_nonempty(rows: list[dict[str, Any]], path: Path) -> None:
     if not rows:
         raise DataError(f"{path}: no usable record (the drops by reason are in the stage's metrics and log)")
+
+
+def read_converted_instructions(src: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """What translate@<lang> writes in place of the teacher's translations, from released@<lang>'s folder: the
+    TRANSLATIONS rows (all accepted, source "released") and the sft/full/rank/ppo splits."""
+    splits = {name: read_rows(src / f"{name}.parquet", PROMPTS) for name in ("sft", "full", "rank", "ppo")}
+    split_of = {r["id"]: name for name in ("sft", "ppo", "rank") for r in splits[name]}
+    rows = [
+        {**r, "source": "released", "split": split_of[r["id"]], "status": "ok", "attempts": 0}
+        for r in splits["full"] + splits["rank"]
+    ]
+    return rows, splits
+
+
+def read_converted_eval(src: Path, lang: str) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
+    """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder."""
+    from okapi.import_eval import SCHEMA
+
+    if not (src / "eval").is_dir():
+        raise DataError(f"{src}/eval: missing; released@{lang} did not convert the evaluation files")
+    evals = {}
+    for path in sorted((src / "eval").glob("*.parquet")):
+        schema = SCHEMA[path.stem.split("_")[0]]
+        evals[path.stem] = (schema, read_rows(path, schema))
+    return evals
 
 
 # ------------------------------------------------------------------------------------------------ fetching

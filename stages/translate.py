@@ -16,26 +16,6 @@ from okapi.schemas import HELLASWAG, INSTRUCTIONS, MULTIPLE_CHOICE, PROMPTS, TRA
 BENCHMARKS = {"arc": MULTIPLE_CHOICE, "mmlu": MULTIPLE_CHOICE, "hellaswag": HELLASWAG}
 
 
-def _released_instructions(src: Path, lang: str) -> tuple[list[dict], dict[str, list[dict]]]:
-    """Okapi's released translations (converted by released@<lang>): the all.parquet rows and the splits."""
-    splits = {name: read_rows(src / f"{name}.parquet", PROMPTS) for name in ("sft", "full", "rank", "ppo")}
-    split_of = {r["id"]: name for name in ("sft", "ppo", "rank") for r in splits[name]}
-    every = splits["full"] + splits["rank"]
-    all_rows = [{**r, "source": "released", "split": split_of[r["id"]], "status": "ok", "attempts": 0} for r in every]
-    return all_rows, splits
-
-
-def _released_eval(src: Path, lang: str) -> dict[str, tuple[object, list[dict]]]:
-    """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder."""
-    if not (src / "eval").is_dir():
-        raise ConfigError(f"{src}/eval: missing; released@{lang} did not convert the evaluation files")
-    evals = {}
-    for path in sorted((src / "eval").glob("*.parquet")):
-        schema = BENCHMARKS[path.stem.split("_")[0]]
-        evals[path.stem] = (schema, read_rows(path, schema))
-    return evals
-
-
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser(__doc__)
     p.add_argument("--lang", required=True)
@@ -55,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     if (instructions_released or eval_released) and args.released is None:
         raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
 
+    from okapi.released import read_converted_eval, read_converted_instructions
     from okapi.teacher import TeacherFatalError, open_teacher
     from okapi.translate import table2_lengths, translate_eval, translate_instructions
 
@@ -67,13 +48,13 @@ def main(argv: list[str] | None = None) -> None:
         if not (instructions_released and eval_released):
             teacher = stack.enter_context(open_teacher(tcfg, args.cache))
         if instructions_released:
-            translated, splits = _released_instructions(args.released, args.lang)
+            translated, splits = read_converted_instructions(args.released)
         else:
             rows = read_rows(args.instructions, INSTRUCTIONS)
             translated, instr_metrics = translate_instructions(teacher, rows, args.lang, cfg)
             metrics.update(instr_metrics)
         if eval_released:
-            eval_sets = _released_eval(args.released, args.lang)
+            eval_sets = read_converted_eval(args.released, args.lang)
             metrics["eval"] = {name: {"records": len(records)} for name, (_, records) in eval_sets.items()}
         else:
             from okapi.eval_sources import load_sources
