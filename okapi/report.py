@@ -216,6 +216,11 @@ def _cell(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+def _signed(diff: float) -> str:
+    text = f"{diff:+.1f}"
+    return "+0.0" if text == "-0.0" else text  # a difference that rounds to zero has no sign
+
+
 def _pairs(rows: list[Row], model_order: list[str]) -> list[tuple[str, str]]:
     return [pair for pair in COMPARISONS if all(m in model_order for m in pair)]
 
@@ -252,7 +257,7 @@ def _diff_cell(row: Row, model_order: list[str], pair: tuple[str, str]) -> str:
     a, b = (model_order.index(m) for m in pair)
     if row.values[a] is None or row.values[b] is None:
         return "n/a"
-    text = f"{row.values[a] - row.values[b]:+.1f}"
+    text = _signed(row.values[a] - row.values[b])
     test = row.tests.get(pair)
     if test is not None:
         text += ("\\*" if test.significant else "") + f" (p={test.p_value:.2g})"
@@ -263,7 +268,7 @@ def _paper_diff_cell(row: Row, i: int) -> str:
     theirs = row.paper[i] if row.paper else None
     if row.values[i] is None or theirs is None:
         return "n/a"
-    return f"{row.values[i] - theirs:+.1f}" + (" ✓" if _within(row, i) else "")
+    return _signed(row.values[i] - theirs) + (" ✓" if _within(row, i) else "")
 
 
 def reproduction_counts(rows: list[Row], model_order: list[str]) -> dict[str, tuple[int, int]]:
@@ -445,7 +450,14 @@ def plot_png(rows: list[Row], benchmark: str, model_order: list[str], metric: st
     ax.set_ylim(0, min(100.0, top * 1.08 + 1))
     ax.set_ylabel(f"{metric} (%), bars: 95 % interval")
     ax.set_title(f"{BENCHMARK_NAMES[benchmark]} by language and resource group", pad=16)
-    ax.legend(fontsize=8, loc="lower right")
+    pairs = [f"{a} vs {b}" for a, b in COMPARISONS if a in model_order and b in model_order]
+    if pairs and any(row.tests for row in rows):
+        ax.set_xlabel(
+            "* on a bar: significantly different at 95 % (paired test) from the model it is compared with: "
+            + ", ".join(pairs),
+            fontsize=8,
+        )
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
