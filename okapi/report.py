@@ -330,7 +330,7 @@ def to_markdown(
             "A − B: difference in points; \\* marks a difference significant at 95 % in a paired test over the same "
             "documents (exact McNemar per language; the exact sign-flip test of the mean of per-language differences "
             "for average rows), p its two-sided p-value."
-            + ("" if tested else " No per-document results were given, so no paired test was run.")
+            + ("" if tested else " No per-document results were found, so no paired test was run.")
         )
     if paper is not None:
         lines.append(

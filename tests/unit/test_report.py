@@ -88,7 +88,7 @@ def test_build_report_writes_tables_plots_and_summary(tmp_path):
     assert "| High-Resource | Russian (ru) | 25 | 27.5 ± 10.0 | 29.2 ± 10.0 | 30.3 ± 10.0 | +1.1 | +1.7 |" in md
     assert "|  | **Ave Group** | **50** | **30.6 ± 7.1** | **32.1 ± 7.1** |" in md
     assert "|  | **Average** | **125** | **30.5 ± 4.5** | **31.4 ± 4.5** | **32.8 ± 4.5** | **+1.4** | **+0.9** |" in md
-    assert "No per-document results were given, so no paired test was run." in md
+    assert "No per-document results were found, so no paired test was run." in md
     table = list(csv.DictReader((out / "arc.csv").open()))
     assert table[-1]["language"] == "Average" and table[-1]["sft (acc_norm %)"] == "31.38"
     assert table[-1]["sft stderr"] == "4.47" and table[-1]["sft n"] == "125" and table[-1]["rlhf-sft p"] == ""
