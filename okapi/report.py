@@ -28,7 +28,8 @@ from typing import Any
 from okapi.io import DataError, atomic_path, read_jsonl, write_json, write_text
 from okapi.languages import CATEGORY_NAMES, REGISTRY, TARGET_LANGUAGES, UnknownLanguageError, get_language
 from okapi.paper_tables import PAPER_MODEL_NAMES, PaperTable
-from okapi.stats import Z95, Discordance, PairedResult, mean_stderr, paired_test
+from okapi.report_cells import DocResults, average_cell, cell_of, discordance, paper_values
+from okapi.stats import Z95, PairedResult, paired_test
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ METRICS = ("acc", "acc_norm")
 GROUP_KEYS = {"H": "ave_high", "M": "ave_medium", "L": "ave_low"}
 # Paired comparisons the report tests, (A, B) meaning "A vs B"; a pair runs when both models are report columns.
 COMPARISONS: tuple[tuple[str, str], ...] = (("rlhf", "sft"), ("sft", "base"))
-# The evaluate stage's per-document outcomes: {lang: {model: {benchmark: {doc_id: {"acc": 0/1, "acc_norm": 0/1}}}}}
-DocResults = dict[str, dict[str, dict[str, dict[int, dict[str, float]]]]]
 
 
 @dataclass
@@ -52,13 +51,6 @@ class Row:
     ns: list[int | None] = field(default_factory=list)  # documents, one per model (summed over averaged languages)
     tests: dict[tuple[str, str], PairedResult] = field(default_factory=dict)  # paired tests that could run
     paper: list[float | None] = field(default_factory=list)  # the paper's number per model, when compared
-
-
-@dataclass
-class _Cell:
-    value: float | None
-    stderr: float | None
-    n: int | None
 
 
 def language_groups(codes: list[str]) -> list[tuple[str, list[str]]]:
@@ -79,31 +71,8 @@ def _language(code: str, where: str) -> None:
         raise DataError(f"{where}: {err}") from err
 
 
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _cell_of(results: dict, lang: str, model: str, benchmark: str, metric: str) -> _Cell:
-    """One language's cell: the metric, its standard error and n, in percent; a missing result is all None."""
-    entry = results.get(lang, {}).get(model, {}).get(benchmark)
-    if entry is None:
-        return _Cell(None, None, None)
-    where = f"results[{lang!r}][{model!r}][{benchmark!r}]"
-    value = entry.get(metric) if isinstance(entry, dict) else None
-    if not _number(value) or not 0.0 <= value <= 1.0:
-        raise DataError(f"{where}: metric {metric!r} = {value!r} is invalid; expected a fraction between 0 and 1")
-    # lm-eval has no standard error for a single document (it writes "N/A"); such a cell shows none.
-    stderr = entry.get(f"{metric}_stderr")
-    if stderr is not None and _number(stderr) and stderr < 0:
-        raise DataError(f"{where}: {metric}_stderr = {stderr!r} is invalid; expected a number >= 0")
-    n = entry.get("n")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise DataError(f"{where}: n = {n!r} is invalid; expected the number of documents, an integer >= 1")
-    return _Cell(100.0 * float(value), 100.0 * float(stderr) if _number(stderr) else None, n)
-
-
 def _value(results: dict, lang: str, model: str, benchmark: str, metric: str) -> float | None:
-    return _cell_of(results, lang, model, benchmark, metric).value
+    return cell_of(results, lang, model, benchmark, metric).value
 
 
 def benchmarks_in(results: dict) -> list[str]:
@@ -112,55 +81,6 @@ def benchmarks_in(results: dict) -> list[str]:
     if unknown:
         raise DataError(f"results: unknown benchmark {unknown[0]!r}; allowed: {', '.join(BENCHMARK_NAMES)}")
     return [b for b in BENCHMARK_NAMES if b in found]
-
-
-def _average_cell(cells: list[_Cell]) -> _Cell:
-    present = [c for c in cells if c.value is not None]
-    if not present:
-        return _Cell(None, None, None)
-    stderrs = [c.stderr for c in present]
-    ns = [c.n for c in present]
-    return _Cell(
-        _mean([c.value for c in present if c.value is not None]),
-        mean_stderr([se for se in stderrs if se is not None]) if all(se is not None for se in stderrs) else None,
-        sum(n for n in ns if n is not None) if all(n is not None for n in ns) else None,
-    )
-
-
-def _discordance(
-    docs: DocResults, results: dict, lang: str, pair: tuple[str, str], benchmark: str, metric: str
-) -> Discordance | None:
-    """Paired outcomes of ``pair`` on one language's documents; None when either model has no per-document file."""
-    per_model = []
-    for model in pair:
-        outcomes = docs.get(lang, {}).get(model, {}).get(benchmark)
-        if outcomes is None:
-            return None
-        mean = sum(o[metric] for o in outcomes.values()) / len(outcomes)
-        value = _value(results, lang, model, benchmark, metric)
-        # A per-document file from another run than the metrics would make the test and the table disagree.
-        if value is None or abs(100.0 * mean - value) > 1e-6:
-            raise DataError(
-                f"per-document results of {model!r} on {lang} {benchmark} average {100.0 * mean:.4f} % but the "
-                f"evaluation metrics say {value}; rerun the evaluate stage so both come from the same run"
-            )
-        per_model.append(outcomes)
-    a, b = per_model
-    if set(a) != set(b):
-        raise DataError(
-            f"{lang} {benchmark}: {pair[0]!r} and {pair[1]!r} were scored on different documents "
-            f"({len(a)} vs {len(b)} doc_ids); a paired test needs the same documents"
-        )
-    return Discordance.from_pairs([(a[d][metric], b[d][metric]) for d in sorted(a)])
-
-
-def _paper_values(paper: PaperTable | None, members: list[str], model_order: list[str]) -> list[float | None]:
-    """The paper's mean over ``members`` per model (its own number for one language); None if it lacks any member."""
-    out: list[float | None] = []
-    for model in model_order:
-        values = [paper.value(code, model) for code in members] if paper is not None else [None]
-        out.append(_mean([v for v in values if v is not None]) if all(v is not None for v in values) else None)
-    return out
 
 
 def build_table(
@@ -180,15 +100,15 @@ def build_table(
     pairs = [pair for pair in COMPARISONS if all(m in model_order for m in pair)]
 
     def row(kind: str, group: str, label: str, code: str, members: list[str]) -> Row:
-        per_lang = [[_cell_of(results, c, m, benchmark, metric) for m in model_order] for c in members]
+        per_lang = [[cell_of(results, c, m, benchmark, metric) for m in model_order] for c in members]
         cells = (
             per_lang[0]
             if kind == "language"
-            else [_average_cell([r[i] for r in per_lang]) for i in range(len(model_order))]
+            else [average_cell([r[i] for r in per_lang]) for i in range(len(model_order))]
         )
         tests = {}
         for pair in pairs:
-            found = [_discordance(docs, results, c, pair, benchmark, metric) for c in members]
+            found = [discordance(docs, results, c, pair, benchmark, metric) for c in members]
             if found and all(d is not None for d in found):
                 tests[pair] = paired_test([d for d in found if d is not None])
         return Row(
@@ -200,7 +120,7 @@ def build_table(
             [c.stderr for c in cells],
             [c.n for c in cells],
             tests,
-            _paper_values(paper, members, model_order) if paper is not None else [],
+            paper_values(paper, members, model_order) if paper is not None else [],
         )
 
     groups = language_groups(list(results))
