@@ -231,7 +231,8 @@ def test_evaluate_models_loads_each_model_once_and_reports_every_benchmark(compa
     assert set(results) == {"base"} and set(results["base"]) == set(DATA)
     for benchmark, (raw, _, ref) in runs.items():
         got = results["base"][benchmark]
-        assert set(got) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n"}
+        assert set(got) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n", "protocol", "num_fewshot"}
+        assert got["protocol"] == "lm_eval_okapi" and got["num_fewshot"] == 0  # the embedded default
         assert got["n"] == len(DATA[benchmark])
         assert got["acc"] == pytest.approx(raw["results"][ref]["acc,none"])
         assert 0.0 <= got["acc_norm"] <= 1.0 and got["acc_stderr"] >= 0.0
@@ -288,7 +289,7 @@ def test_few_shot_from_the_same_file_never_shows_the_scored_record(tiny_lm, tmp_
 
 def test_evaluate_model_and_cli_write_the_result(tiny_model_dir, tmp_path):
     data = write_data(tmp_path / "data", {"hellaswag": HELLASWAG})
-    result = evaluate_model(tiny_model_dir, "hellaswag", "vi", data / "hellaswag.parquet", EvalConfig(), limit=2)
+    result = evaluate_model(tiny_model_dir, "hellaswag", "vi", data, EvalConfig(), limit=2)
     assert result["n"] == 2 and result["acc"] in (0.0, 0.5, 1.0)
     out = tmp_path / "res.json"
     code = main(
@@ -363,6 +364,7 @@ def test_missing_field_and_missing_file(tmp_path):
 
 def test_too_many_shots_for_the_file_is_a_config_error(tmp_path, tiny_model_dir):
     data = write_data(tmp_path, {"arc": ARC})
+    write_parquet(ARC[:4], tmp_path / "arc_train.parquet", schemas.MULTIPLE_CHOICE)
     with pytest.raises(ConfigError, match=r"evaluate.num_fewshot.arc = 5 .* only 4 few-shot examples"):
         evaluate_models({"m": tiny_model_dir}, "vi", data, EvalConfig(benchmarks=["arc"], num_fewshot={"arc": 5}))
 
@@ -380,6 +382,8 @@ def test_config_ranges_and_unknown_keys():
         from_dict(EvalConfig, {"shots": 3}, "evaluate")
     cfg = from_dict(EvalConfig, {"num_fewshot": {"arc": 25, "hellaswag": 10, "mmlu": 5}, "limit": 10}, "evaluate")
     assert cfg.shots("arc") == 25 and cfg.limit == 10
+    with pytest.raises(ConfigError, match=r"evaluate.protocol = 'harness' is invalid; allowed: 'okapi_paper'"):
+        from_dict(EvalConfig, {"protocol": "harness"}, "evaluate")
 
 
 def test_cli_bad_input_is_one_error_and_exit_code_2(tmp_path, tiny_model_dir, capsys):
