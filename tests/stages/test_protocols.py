@@ -1,0 +1,252 @@
+"""Evaluation protocols end to end on files in the layout of Okapi's release: okapi.import_eval, then
+okapi.evaluate --protocol ... --log-samples, and what the logged contexts and continuations look like."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+import okapi.evaluate as ev
+from okapi.config import ConfigError
+from okapi.import_eval import import_benchmark
+from okapi.io import DataError
+
+LANG = "vi"
+SHOTS = 25  # the authors' ARC and MMLU shots
+
+
+def _mc(prefix: str, i: int, answer: str, options: int = 4) -> dict:
+    # Short ASCII texts keep 25-shot contexts cheap for the tiny model; the prefix tells the splits apart.
+    rec = {"id": f"{prefix}{i}", "answer": answer, "instruction": f"{prefix} {i}?"}
+    for j, letter in enumerate("abcde"):
+        rec[f"option_{letter}"] = f"{letter}{i}" if j < options else None
+    return rec
+
+
+def _hs(i: int) -> dict:
+    return {
+        "ind": i,
+        "activity_label": "Cooking [title] Fry eggs" if i == 0 else "Biking",
+        "ctx_a": f"A cook cracks {i} eggs.",
+        "ctx_b": "THEN he" if i == 0 else "",
+        "ctx": "unused",
+        "endings": [f" fries them [step] {i}.", "sings.", "naps.", "hops."],
+        "source_id": f"s{i}",
+        "split": "val",
+        "split_type": "indomain",
+        "label": str(i % 4),
+    }
+
+
+def write_release(root: Path) -> Path:
+    """okapi-eval/m_{arc,mmlu,hellaswag}/<lang>_<split>.json as the release names them (fields as in the release)."""
+    files = {
+        "m_arc": {
+            "train": [_mc("Train", i, "ABC"[i % 3], 3 + i % 3) for i in range(30)],
+            "validation": [_mc("Valid", i, "A") for i in range(3)],
+            "test": [_mc("Test", i, "BD"[i % 2]) for i in range(4)],
+        },
+        "m_mmlu": {
+            "dev": [_mc("Dev", i, "ABCD"[i % 4]) for i in range(30)],
+            "val": [_mc("Val", i, "A") for i in range(3)],
+            "test": [_mc("Exam", i, "CA"[i % 2]) for i in range(4)],
+        },
+        "m_hellaswag": {"val": [_hs(i) for i in range(4)]},
+    }
+    for folder, splits in files.items():
+        for split, records in splits.items():
+            path = root / "okapi-eval" / folder / f"{LANG}_{split}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(records), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory) -> Path:
+    root = write_release(tmp_path_factory.mktemp("release"))
+    out = tmp_path_factory.mktemp("eval") / LANG
+    for bench, folder in (("arc", "m_arc"), ("mmlu", "m_mmlu"), ("hellaswag", "m_hellaswag")):
+        import_benchmark(bench, LANG, root / "okapi-eval" / folder, out)
+    return out
+
+
+def run_cli(model: Path, data: Path, bench: str, tmp: Path, *extra: str) -> tuple[dict, list[dict]]:
+    samples, out = tmp / f"{bench}.jsonl", tmp / f"{bench}.json"
+    args = ["--model", str(model), "--benchmark", bench, "--lang", LANG, "--data", str(data)]
+    args += ["--log-samples", str(samples), "--out", str(out), *extra]
+    assert ev.main(args) == 0
+    docs = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
+    return json.loads(out.read_text()), docs
+
+
+@pytest.fixture(scope="module")
+def paper_runs(imported, tiny_model_dir, tmp_path_factory) -> dict[str, tuple[dict, list[dict]]]:
+    tmp = tmp_path_factory.mktemp("paper")
+    return {
+        b: run_cli(tiny_model_dir, imported, b, tmp, "--protocol", "okapi_paper", "--limit", "2")
+        for b in ("arc", "mmlu", "hellaswag")
+    }
+
+
+def _shots(context: str) -> list[str]:
+    """The few-shot blocks of a context: everything before the last blank-line-separated block."""
+    return context.split("\n\n")[:-1]
+
+
+def _check_doc_fields(doc: dict) -> None:
+    assert set(doc) == {"doc_id", "id", "context", "continuations", "gold", "acc", "acc_norm", "loglikelihoods"}
+    lls = doc["loglikelihoods"]
+    assert len(lls) == len(doc["continuations"])
+    # The per-document correctness is the argmax of what the model scored (raw, then per character).
+    assert doc["acc"] == float(max(range(len(lls)), key=lambda i: lls[i]) == doc["gold"])
+    per_char = [ll / len(c.lstrip(" ")) for ll, c in zip(lls, doc["continuations"], strict=True)]
+    assert doc["acc_norm"] == float(max(range(len(lls)), key=lambda i: per_char[i]) == doc["gold"])
+
+
+def test_import_keeps_the_release_splits(imported):
+    names = sorted(p.name for p in imported.glob("*.parquet"))
+    assert names == [
+        "arc_test.parquet",
+        "arc_train.parquet",
+        "arc_validation.parquet",
+        "hellaswag_val.parquet",
+        "mmlu_dev.parquet",
+        "mmlu_test.parquet",
+        "mmlu_val.parquet",
+    ]
+
+
+def test_okapi_paper_arc_25_shots_from_train_whole_choice_texts(paper_runs):
+    result, docs = paper_runs["arc"]
+    assert result["protocol"] == "okapi_paper" and result["num_fewshot"] == SHOTS and result["n"] == 2
+    assert [d["doc_id"] for d in docs] == [0, 1] and [d["id"] for d in docs] == ["Test0", "Test1"]
+    for doc in docs:
+        _check_doc_fields(doc)
+        i = doc["doc_id"]
+        assert doc["context"].endswith(f"\n\nQuestion: Test {i}?\nAnswer:")
+        shots = _shots(doc["context"])
+        assert len(shots) == SHOTS and len(set(shots)) == SHOTS  # 25 distinct examples
+        for shot in shots:
+            # The authors' shot: query, a space, the gold option's whole text (from the train split only).
+            m = re.fullmatch(r"Question: Train (\d+)\?\nAnswer: ([a-e])(\d+)", shot)
+            assert m, shot
+            n = int(m[1])
+            assert m[2] == "abc"[n % 3] and m[3] == m[1]  # the gold option of train record n
+        assert "Valid" not in doc["context"] and doc["context"].count("Test") == 1
+        assert doc["continuations"] == [f" {letter}{i}" for letter in "abcd"]
+        assert doc["gold"] == "ABCD".index("BD"[i % 2])
+    assert result["acc"] == pytest.approx(sum(d["acc"] for d in docs) / 2)
+    assert result["acc_norm"] == pytest.approx(sum(d["acc_norm"] for d in docs) / 2)
+
+
+def test_okapi_paper_mmlu_25_shots_from_dev_choices_block_and_texts(paper_runs):
+    result, docs = paper_runs["mmlu"]
+    assert result["num_fewshot"] == SHOTS
+    for doc in docs:
+        _check_doc_fields(doc)
+        i = doc["doc_id"]
+        query = f"Question: Exam {i}?\nChoices:\nA. a{i}\nB. b{i}\nC. c{i}\nD. d{i}\nAnswer:"
+        assert doc["context"].endswith("\n\n" + query)
+        shots = _shots(doc["context"])
+        assert len(shots) == SHOTS
+        for shot in shots:
+            m = re.fullmatch(
+                r"Question: Dev (\d+)\?\nChoices:\nA\. a\1\nB\. b\1\nC\. c\1\nD\. d\1\nAnswer: ([a-d])\1", shot
+            )
+            assert m, shot
+            assert m[2] == "abcd"[int(m[1]) % 4]
+        assert "Val " not in doc["context"]
+        # Whole choice texts, not letters: acc_norm is a different metric here.
+        assert doc["continuations"] == [f" a{i}", f" b{i}", f" c{i}", f" d{i}"]
+    # Drawn at random from dev (the authors' sampler), not the first 25 in file order.
+    first = [int(re.match(r"Question: Dev (\d+)", s)[1]) for s in _shots(docs[0]["context"])]
+    assert first != list(range(SHOTS))
+
+
+def test_okapi_paper_hellaswag_is_zero_shot_with_the_cleanup(paper_runs):
+    result, docs = paper_runs["hellaswag"]
+    assert result["num_fewshot"] == 0
+    _check_doc_fields(docs[0])
+    assert docs[0]["context"] == "Cooking. Fry eggs: A cook cracks 0 eggs. Then he"
+    assert docs[0]["continuations"] == [" fries them 0.", " sings.", " naps.", " hops."]
+    assert docs[1]["context"] == "Biking: A cook cracks 1 eggs."
+    assert [d["gold"] for d in docs] == [0, 1]
+
+
+def test_lm_eval_okapi_and_an_override_on_the_same_files(imported, tiny_model_dir, tmp_path):
+    result, docs = run_cli(tiny_model_dir, imported, "mmlu", tmp_path, "--limit", "1")
+    assert result["protocol"] == "lm_eval_okapi" and result["num_fewshot"] == 0
+    assert docs[0]["context"] == "Exam 0?\nA. a0\nB. b0\nC. c0\nD. d0\nAnswer:"
+    assert docs[0]["continuations"] == [" A", " B", " C", " D"]
+    result, docs = run_cli(tiny_model_dir, imported, "arc", tmp_path, "--protocol", "okapi_paper", "--num-fewshot", "3")
+    assert result["num_fewshot"] == 3 and result["n"] == 4
+    assert all(len(_shots(d["context"])) == 3 for d in docs)
+    result, docs = run_cli(tiny_model_dir, imported, "mmlu", tmp_path, "--protocol", "leaderboard", "--limit", "1")
+    shots = _shots(docs[0]["context"])
+    # leaderboard MMLU: 5 shots, the first five of dev in file order, letters as targets.
+    assert result["num_fewshot"] == 5 and [s.split("?")[0] for s in shots] == [f"Dev {n}" for n in range(5)]
+    assert shots[1].endswith("Answer: B")
+
+
+def test_a_missing_shot_split_is_one_error_before_any_model_loads(imported, tmp_path, monkeypatch, capsys):
+    data = tmp_path / LANG
+    data.mkdir()
+    for name in ("arc_test.parquet", "hellaswag_val.parquet"):
+        (data / name).write_bytes((imported / name).read_bytes())
+    monkeypatch.setattr(ev, "load_lm", lambda *a: pytest.fail("a model was loaded"))
+    cfg = ev.EvalConfig(protocol="okapi_paper", benchmarks=["hellaswag", "arc"])
+    with pytest.raises(DataError, match=r"arc_train\.parquet: missing; evaluate.protocol = okapi_paper draws 25"):
+        ev.evaluate_models({"m": tmp_path}, LANG, data, cfg)
+    # HellaSwag has no shot split in the release: 10 leaderboard shots need a translated train split.
+    with pytest.raises(DataError, match=r"hellaswag_train\.parquet: missing.*num_fewshot.hellaswag: 0"):
+        ev.evaluate_models({"m": tmp_path}, LANG, data, ev.EvalConfig(protocol="leaderboard", benchmarks=["hellaswag"]))
+    args = ["--model", str(tmp_path), "--benchmark", "arc", "--lang", LANG, "--data", str(data)]
+    code = ev.main([*args, "--protocol", "okapi_paper", "--out", str(tmp_path / "o.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "arc_train.parquet: missing" in err and "Traceback" not in err
+    assert not (tmp_path / "o.json").exists()
+    # Zero shots need no shot split.
+    assert ev.plan_benchmark(data, "arc", cfg, num_fewshot=0).fewshot_file is None
+
+
+def test_protocol_shots_and_overrides():
+    cfg = ev.EvalConfig(protocol="okapi_paper")
+    assert {b: cfg.shots(b) for b in ev.BENCHMARKS} == {"arc": 25, "hellaswag": 0, "mmlu": 25}
+    cfg = ev.EvalConfig(protocol="leaderboard", num_fewshot={"mmlu": 0})
+    assert {b: cfg.shots(b) for b in ev.BENCHMARKS} == {"arc": 25, "hellaswag": 10, "mmlu": 0}
+    assert {b: ev.EvalConfig().shots(b) for b in ev.BENCHMARKS} == {"arc": 0, "hellaswag": 0, "mmlu": 0}
+    with pytest.raises(ConfigError, match="evaluate.num_fewshot.arc"):
+        ev.EvalConfig(num_fewshot={"arc": -1})
+
+
+def test_stage_writes_per_document_samples_for_every_model_and_benchmark(imported, tiny_model_dir, tmp_path):
+    import stages.evaluate as stage
+    from okapi.params import read_params_file
+
+    params = read_params_file(Path(__file__).resolve().parents[2] / "params.yaml")
+    params["languages"] = {LANG: {}}
+    params["evaluate"].update(protocol="okapi_paper", num_fewshot={"arc": 2, "mmlu": 2}, limit=2)
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    out, samples = tmp_path / "m.json", tmp_path / "samples"
+    argv = ["--params", str(tmp_path / "params.yaml"), "--lang", LANG, "--model", f"base={tiny_model_dir}"]
+    stage.main(
+        [*argv, "--model", f"sft={tiny_model_dir}", "--data", str(imported), "--out", str(out)]
+        + [
+            "--samples",
+            str(samples),
+        ]
+    )
+    metrics = json.loads(out.read_text())
+    assert sorted(p.name for p in samples.iterdir()) == sorted(
+        f"{m}_{b}.jsonl" for m in ("base", "sft") for b in ("arc", "hellaswag", "mmlu")
+    )
+    for model in ("base", "sft"):
+        for bench in ("arc", "hellaswag", "mmlu"):
+            docs = [json.loads(x) for x in (samples / f"{model}_{bench}.jsonl").read_text().splitlines()]
+            assert len(docs) == 2 and metrics[model][bench]["protocol"] == "okapi_paper"
+            assert metrics[model][bench]["acc"] == pytest.approx(sum(d["acc"] for d in docs) / 2)
+            assert all(not math.isnan(ll) for d in docs for ll in d["loglikelihoods"])
