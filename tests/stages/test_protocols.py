@@ -250,3 +250,97 @@ def test_stage_writes_per_document_samples_for_every_model_and_benchmark(importe
             assert len(docs) == 2 and metrics[model][bench]["protocol"] == "okapi_paper"
             assert metrics[model][bench]["acc"] == pytest.approx(sum(d["acc"] for d in docs) / 2)
             assert all(not math.isnan(ll) for d in docs for ll in d["loglikelihoods"])
+
+
+# --- the teacher path translates the shot splits the protocol needs ----------------------------------------------
+
+
+def _translate_setup(tmp_path: Path, url: str, protocol: str, shot_sources: bool) -> tuple[list[str], Path]:
+    import shutil
+
+    import yaml
+
+    from okapi.io import write_parquet
+    from okapi.schemas import INSTRUCTIONS
+
+    root = Path(__file__).resolve().parents[2]
+    tmp_path.mkdir(parents=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["teacher"].update(backend="openai", base_url=url, model="fake-model", max_concurrency=4)
+    params["translate"].update(limit=None, eval_limit=3, langid=False, structured=True)
+    params["evaluate"].update(
+        protocol=protocol, num_fewshot={"arc": 2, "mmlu": 2} if protocol != "lm_eval_okapi" else None
+    )
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    sources = tmp_path / "sources"
+    shutil.copytree(root / "data/eval_sources", sources)
+    if shot_sources:  # English shot splits next to the evaluation splits, as data/eval_sources/<bench>_<split>.jsonl
+        for bench, split in (("arc", "train"), ("mmlu", "dev")):
+            lines = (sources / f"{bench}.jsonl").read_text().splitlines()[-4:]
+            (sources / f"{bench}_{split}.jsonl").write_text("\n".join(lines) + "\n")
+    rows = [
+        {"id": f"{src}{i}", "source": src, "instruction": f"Say {src} {i}.", "input": "", "output": f"ok {i}"}
+        for src, n in (("seed", 2), ("generated", 4))
+        for i in range(n)
+    ]
+    write_parquet(rows, tmp_path / "instructions.parquet", INSTRUCTIONS)
+    args = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--lang",
+        "es",
+        "--instructions",
+        str(tmp_path / "instructions.parquet"),
+    ]
+    args += ["--eval-sources", str(sources), "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "tr")]
+    args += ["--eval-out", str(tmp_path / "ev"), "--cache", str(tmp_path / "cache.jsonl")]
+    args += ["--metrics", str(tmp_path / "m.json")]
+    return args, tmp_path / "ev"
+
+
+def _translator(messages):
+    first = messages[0]["content"]
+    src = json.loads(first[first.index("{") : first.rindex("}") + 1])
+    return json.dumps({k: f"{v} (es)" for k, v in src.items()})
+
+
+def test_translate_stage_translates_the_protocols_shot_splits(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from openai_server import FakeOpenAIServer
+
+    import stages.translate as stage
+    from okapi.cli import run
+    from okapi.io import read_rows
+    from okapi.schemas import MULTIPLE_CHOICE
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with FakeOpenAIServer(_translator) as server:
+        # No English source for ARC's train split: one error naming what to set, before any request is sent.
+        args, _ = _translate_setup(tmp_path / "a", server.base_url, "okapi_paper", shot_sources=False)
+        args[args.index("--tokenizer") + 1] = str(tiny_model_dir)
+        assert run(stage.main, args) == 2
+        err = capsys.readouterr().err
+        assert "translate.eval_sources.arc_train" in err and "arc_train.jsonl" in err and "Traceback" not in err
+        assert server.requests == []
+
+        args, ev_dir = _translate_setup(tmp_path / "b", server.base_url, "okapi_paper", shot_sources=True)
+        args[args.index("--tokenizer") + 1] = str(tiny_model_dir)
+        assert run(stage.main, args) == 0
+        assert sorted(p.name for p in ev_dir.iterdir()) == [
+            "arc.parquet",
+            "arc_train.parquet",
+            "hellaswag.parquet",
+            "mmlu.parquet",
+            "mmlu_dev.parquet",
+        ]
+        shots = read_rows(ev_dir / "arc_train.parquet", MULTIPLE_CHOICE)
+        assert len(shots) == 3 and all(r["instruction"].endswith("(es)") for r in shots)
+        scored = {r["id"] for r in read_rows(ev_dir / "arc.parquet", MULTIPLE_CHOICE)}
+        assert not scored & {r["id"] for r in shots}  # the shots are other records than the scored ones
+        metrics = json.loads((tmp_path / "b/m.json").read_text())
+        assert metrics["eval"]["mmlu_dev"]["translated"] == 3
+
+        # The embedded default's protocol (0 shots) translates no shot split, even when a source is there.
+        args, ev_dir = _translate_setup(tmp_path / "c", server.base_url, "lm_eval_okapi", shot_sources=True)
+        args[args.index("--tokenizer") + 1] = str(tiny_model_dir)
+        assert run(stage.main, args) == 0
+        assert sorted(p.name for p in ev_dir.iterdir()) == ["arc.parquet", "hellaswag.parquet", "mmlu.parquet"]
