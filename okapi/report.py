@@ -94,7 +94,24 @@ def _cell(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def to_markdown(rows: list[Row], benchmark: str, model_order: list[str], metric: str) -> str:
+def protocol_line(results: dict, benchmark: str) -> str:
+    """The evaluation protocol and shots behind one table, as the evaluate stage recorded them in each result."""
+    seen = sorted(
+        {
+            (str(entry.get("protocol", "not recorded")), entry.get("num_fewshot"))
+            for models in results.values()
+            for benches in models.values()
+            if isinstance(entry := benches.get(benchmark), dict)
+        },
+        key=str,
+    )
+    parts = [f"{p}, {n}-shot" if isinstance(n, int) else p for p, n in seen]
+    return "Protocol: " + "; ".join(parts) + " (okapi/protocols.py)." if parts else "Protocol: not recorded."
+
+
+def to_markdown(
+    rows: list[Row], benchmark: str, model_order: list[str], metric: str, protocol: str | None = None
+) -> str:
     name = BENCHMARK_NAMES[benchmark]
     lines = [
         f"### {name} ({metric}, %)",
@@ -116,6 +133,8 @@ def to_markdown(rows: list[Row], benchmark: str, model_order: list[str], metric:
             label = f"**{row.label}**"
             cells = [f"**{_cell(v)}**" for v in row.values]
         lines.append(f"| {group} | {label} | " + " | ".join(cells) + " |")
+    if protocol:
+        lines += ["", protocol]
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +244,8 @@ def build_report(
     out_dir = Path(out_dir)
     tables = {b: build_table(results, b, model_order, metric) for b in benchmarks_in(results)}
     for benchmark, rows in tables.items():
-        write_text(to_markdown(rows, benchmark, model_order, metric), out_dir / f"{benchmark}.md")
+        markdown = to_markdown(rows, benchmark, model_order, metric, protocol_line(results, benchmark))
+        write_text(markdown, out_dir / f"{benchmark}.md")
         write_text(to_csv(rows, model_order, metric), out_dir / f"{benchmark}.csv")
         write_text(to_plot_csv(rows, model_order), out_dir / "plots" / f"{benchmark}.csv")
         plot_png(rows, benchmark, model_order, metric, out_dir / f"{benchmark}.png")

@@ -82,3 +82,26 @@ def test_shot_split_sources_come_from_the_hub_key_or_a_local_file(monkeypatch, t
     assert cfg.eval_sources == {"mmlu_dev": "cais/mmlu:all@dev"}
     with pytest.raises(ConfigError, match="translate.eval_sources.mmlu_train"):
         from_dict(TranslateConfig, {"eval_sources": {"mmlu_train": "cais/mmlu:all@dev"}}, "translate")
+
+
+def test_every_report_table_names_its_protocol(tmp_path):
+    from okapi.report import build_report
+
+    def result(protocol, shots):
+        return {"acc": 0.5, "acc_norm": 0.25, "n": 4, "protocol": protocol, "num_fewshot": shots}
+
+    results = {
+        lang: {
+            "base": {"arc": result("okapi_paper", 25), "hellaswag": result("okapi_paper", 0)},
+            "rlhf": {"arc": result("okapi_paper", 25), "hellaswag": result("okapi_paper", 0)},
+        }
+        for lang in ("vi", "es")
+    }
+    results["es"]["bloomz"] = {"arc": result("lm_eval_okapi", 0)}  # a mixed table says so
+    build_report(results, tmp_path, tmp_path / "summary.json", ["base", "rlhf"])
+    arc, hellaswag = (tmp_path / "arc.md").read_text(), (tmp_path / "hellaswag.md").read_text()
+    assert arc.rstrip().endswith("Protocol: lm_eval_okapi, 0-shot; okapi_paper, 25-shot (okapi/protocols.py).")
+    assert hellaswag.rstrip().endswith("Protocol: okapi_paper, 0-shot (okapi/protocols.py).")
+    del results["vi"]["base"]["arc"]["protocol"]  # results written before protocols existed
+    build_report(results, tmp_path, tmp_path / "summary.json", ["base", "rlhf"])
+    assert "not recorded, 25-shot" in (tmp_path / "arc.md").read_text()
