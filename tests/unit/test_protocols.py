@@ -105,3 +105,38 @@ def test_every_report_table_names_its_protocol(tmp_path):
     del results["vi"]["base"]["arc"]["protocol"]  # results written before protocols existed
     build_report(results, tmp_path, tmp_path / "summary.json", ["base", "rlhf"])
     assert "not recorded, 25-shot" in (tmp_path / "arc.md").read_text()
+
+
+def test_paper_profile_dry_check_needs_no_teacher_model_or_hub(monkeypatch, tmp_path, capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from okapi.check_params import main
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    paper = root / "configs/paper/params.yaml"
+    assert main(["--params", str(paper), "--eval-sources", str(root / "data/eval_sources")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("evaluate okapi_paper (arc 25-shot, hellaswag 0-shot, mmlu 25-shot)") == 26
+    assert "shot splits from the teacher: arc_train, mmlu_dev" in out
+    # Without the ARC train source the profile would draw its shots from nowhere: one sentence, exit code 2.
+    raw = yaml.safe_load(paper.read_text())
+    del raw["translate"]["eval_sources"]["arc_train"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["--params", str(tmp_path / "p.yaml"), "--eval-sources", str(root / "data/eval_sources")]) == 2
+    assert "set translate.eval_sources.arc_train" in capsys.readouterr().err
+    # With the release's eval files, ARC train and MMLU dev come from it; leaderboard HellaSwag shots cannot.
+    raw["released"].update(use=True)
+    raw["evaluate"].update(protocol="leaderboard")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["--params", str(tmp_path / "p.yaml")]) == 2
+    assert "set evaluate.num_fewshot.hellaswag: 0" in capsys.readouterr().err
+    raw["evaluate"].update(num_fewshot={"hellaswag": 0})
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["--params", str(tmp_path / "p.yaml")]) == 0
+    assert (
+        "leaderboard (arc 25-shot, hellaswag 0-shot, mmlu 5-shot); shot splits from the release"
+        in capsys.readouterr().out
+    )
