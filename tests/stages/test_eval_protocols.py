@@ -192,6 +192,26 @@ def test_lm_eval_okapi_and_an_override_on_the_same_files(imported, tiny_model_di
     assert shots[1].endswith("Answer: B")
 
 
+def test_leaderboard_hellaswag_takes_10_shots_from_a_train_split(imported, tiny_model_dir, tmp_path):
+    from okapi.io import write_parquet
+    from okapi.schemas import HELLASWAG
+
+    data = tmp_path / LANG
+    data.mkdir()
+    (data / "hellaswag_val.parquet").write_bytes((imported / "hellaswag_val.parquet").read_bytes())
+    train = [{**_hs(i), "ind": 100 + i, "activity_label": f"Train{i}", "split": "train"} for i in range(12)]
+    write_parquet(train, data / "hellaswag_train.parquet", HELLASWAG)
+    result, docs = run_cli(tiny_model_dir, data, "hellaswag", tmp_path, "--protocol", "leaderboard", "--limit", "1")
+    assert result["protocol"] == "leaderboard" and result["num_fewshot"] == 10
+    shots = _shots(docs[0]["context"])
+    assert len(shots) == 10 and all(s.startswith("Train") for s in shots)
+    # Each shot ends with its gold ending, cleaned like the continuations.
+    for shot in shots:
+        i = int(shot.split(":")[0].removeprefix("Train"))
+        assert shot.endswith(" " + ev.hellaswag_doc(train[i])["choices"][i % 4])
+    assert docs[0]["context"].endswith("\n\nCooking. Fry eggs: A cook cracks 0 eggs. Then he")
+
+
 def test_a_missing_shot_split_is_one_error_before_any_model_loads(imported, tmp_path, monkeypatch, capsys):
     data = tmp_path / LANG
     data.mkdir()
