@@ -261,6 +261,8 @@ def plan_benchmark(data_dir: Path, benchmark: str, cfg: EvalConfig, num_fewshot:
                 f"parameter evaluate.num_fewshot.{benchmark} = {shots} is invalid for {fewshot_file}: "
                 f"only {pool} few-shot examples are available"
             )
+    else:
+        fewshot_file = None  # zero-shot: a shot file next to the data is neither read nor needed
     return BenchmarkPlan(benchmark, data_file, fewshot_file, cfg.protocol, shots, len(rows))
 
 
