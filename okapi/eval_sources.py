@@ -6,6 +6,11 @@ ctx, endings, source_id, split, split_type, label}.
 
 A hub source is written ``<dataset id>[:<config>]@<split>``, e.g. ``allenai/ai2_arc:ARC-Challenge@test``,
 ``Rowan/hellaswag@validation``, ``cais/mmlu:all@test``; it needs network access (OKAPI_ALLOW_HUB=1).
+
+Besides each benchmark's evaluation split (key ``arc``, ``mmlu``, ``hellaswag``), the split an evaluation protocol
+draws its shots from has its own key, ``<benchmark>_<split>`` (okapi.protocols.SHOT_SPLIT: ``arc_train``,
+``mmlu_dev``, ``hellaswag_train``), e.g. ``allenai/ai2_arc:ARC-Challenge@train`` or ``cais/mmlu:all@dev``, or a
+local ``<benchmark>_<split>.jsonl``; it is loaded only when the protocol asks for it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from typing import Any
 
 from okapi.config import ConfigError
 from okapi.io import DataError, read_jsonl
+from okapi.protocols import SHOT_SPLIT
 
 BENCHMARKS = ("arc", "mmlu", "hellaswag")
+SHOT_KEYS = tuple(f"{b}_{SHOT_SPLIT[b]}" for b in BENCHMARKS)  # the shot splits' source keys
+SOURCE_KEYS = BENCHMARKS + SHOT_KEYS
 LETTERS = "ABCDE"
 _HUB_SPEC = re.compile(r"(?P<name>[\w.-]+/[\w.-]+)(?::(?P<config>[\w.-]+))?@(?P<split>[\w.-]+)")
 
@@ -75,11 +83,16 @@ def _hellaswag(rec: dict[str, Any], n: int) -> dict[str, Any]:
 _CONVERT = {"arc": _arc, "mmlu": _mmlu, "hellaswag": _hellaswag}
 
 
-def from_hub(benchmark: str, spec: str, limit: int | None = None) -> list[dict[str, Any]]:
+def benchmark_of(key: str) -> str:
+    """The benchmark a source key belongs to: ``arc_train`` -> ``arc``."""
+    return key.split("_", 1)[0]
+
+
+def from_hub(benchmark: str, spec: str, limit: int | None = None, key: str | None = None) -> list[dict[str, Any]]:
     """Load a benchmark split with `datasets` and convert it to Okapi's record shape."""
     import datasets
 
-    name, config, split = parse_hub_spec(spec, f"translate.eval_sources.{benchmark}")
+    name, config, split = parse_hub_spec(spec, f"translate.eval_sources.{key or benchmark}")
     ds = datasets.load_dataset(name, config, split=split)
     out = []
     for n, rec in enumerate(ds):
@@ -92,11 +105,38 @@ def from_hub(benchmark: str, spec: str, limit: int | None = None) -> list[dict[s
     return out
 
 
-def load_sources(local_dir: Path, hub: dict[str, str], limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
-    """{benchmark: English records}: from ``hub`` where it names the benchmark, else ``local_dir/<benchmark>.jsonl``."""
-    unknown = sorted(set(hub) - set(BENCHMARKS))
+def check_sources(local_dir: Path, hub: dict[str, str], shot_keys: list[str]) -> None:
+    """Stop, before any request, when a shot split the protocol needs has neither a hub spec nor a local file."""
+    for key in shot_keys:
+        if key not in SHOT_KEYS:
+            raise ConfigError(f"unknown shot split {key!r}; allowed: {', '.join(SHOT_KEYS)}")
+        local = Path(local_dir) / f"{key}.jsonl"
+        if key not in hub and not local.is_file():
+            bench, split = key.split("_", 1)
+            raise ConfigError(
+                f"evaluate.protocol draws {bench} shots from its {split} split, but no English source is set: "
+                f"set translate.eval_sources.{key} (e.g. {_SHOT_EXAMPLES[key]}) or provide {local}"
+            )
+
+
+_SHOT_EXAMPLES = {
+    "arc_train": "allenai/ai2_arc:ARC-Challenge@train",
+    "mmlu_dev": "cais/mmlu:all@dev",
+    "hellaswag_train": "Rowan/hellaswag@train",
+}
+
+
+def load_sources(
+    local_dir: Path, hub: dict[str, str], limit: int | None = None, shot_keys: list[str] | tuple[str, ...] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """{key: English records} for every benchmark and for the shot splits in ``shot_keys`` (e.g. ``arc_train``):
+    from ``hub`` where it names the key, else ``local_dir/<key>.jsonl``."""
+    unknown = sorted(set(hub) - set(SOURCE_KEYS))
     if unknown:
-        raise ConfigError(f"unknown benchmark translate.eval_sources.{unknown[0]}; allowed: {', '.join(BENCHMARKS)}")
-    return {
-        b: from_hub(b, hub[b], limit) if b in hub else read_jsonl(Path(local_dir) / f"{b}.jsonl") for b in BENCHMARKS
-    }
+        raise ConfigError(f"unknown benchmark translate.eval_sources.{unknown[0]}; allowed: {', '.join(SOURCE_KEYS)}")
+    check_sources(local_dir, hub, list(shot_keys))
+    out = {}
+    for key in (*BENCHMARKS, *shot_keys):
+        bench = benchmark_of(key)
+        out[key] = from_hub(bench, hub[key], limit, key) if key in hub else read_jsonl(Path(local_dir) / f"{key}.jsonl")
+    return out

@@ -1,18 +1,27 @@
 """Benchmark evaluation with lm-evaluation-harness on the translated ARC, HellaSwag and MMLU sets (paper §2.4, §4).
 
-The paper evaluates every model with the Eleuther AI harness, following the HuggingFace Open LLM Leaderboard. We
-run lm-eval's ``simple_evaluate`` with an ``HFLM`` over a local model folder, on task YAML that we generate into a
-temporary folder: the same prompts, choices and preprocessing as lm-eval's own ``okapi`` task family
-(``lm_eval/tasks/okapi/{arc,hellaswag,mmlu}_multilingual``), but reading our local Parquet files instead of the
-Hub, so a result here equals what lm-eval's okapi task would report on the same records (a test checks this).
+We run lm-eval's ``simple_evaluate`` with an ``HFLM`` over a local model folder, on task YAML that we generate into
+a temporary folder over our local Parquet files. How each benchmark is prompted, which continuations are scored and
+how many shots come from which split is the chosen protocol's (evaluate.protocol, :mod:`okapi.protocols`):
+``lm_eval_okapi`` equals lm-eval's own ``okapi`` task family on the same records (a test checks this),
+``okapi_paper`` is the authors' harness that produced the paper's Tables 3-8, ``leaderboard`` the Open LLM
+Leaderboard's shot counts.
 
 Data layout of one language folder (``data/eval/<lang>/``):
 
 - ``<benchmark>.parquet`` — the evaluation records (written by the translate stage), or, for data imported from
   Okapi's release by :mod:`okapi.import_eval`, ``<benchmark>_<split>.parquet`` with the evaluation split
   ``arc_test``, ``mmlu_test`` or ``hellaswag_val``;
-- optionally a few-shot split, ``arc_train.parquet`` / ``mmlu_dev.parquet``; without one, few-shot examples are
-  drawn from the evaluation file itself, never the document being scored.
+- the shot split ``<benchmark>_<split>.parquet`` (``arc_train``, ``mmlu_dev``, ``hellaswag_train``) for every
+  benchmark evaluated with shots. A shot is never drawn from the scored split: a missing shot file stops the run,
+  naming the file, before any model is loaded.
+
+Per-document results (``--log-samples`` here, ``--samples`` in the stage) are JSON lines, one per scored document:
+``doc_id`` (its index in the evaluation file), ``id`` (the record's id, HellaSwag's ind), ``context`` (all text
+before the continuation, shots included), ``continuations`` (the scored strings in option order, each with the
+leading space that joins it to the context), ``gold`` (index of the right one), ``acc`` and ``acc_norm`` (1.0 when
+the argmax of the log-likelihoods, resp. of the log-likelihoods per character, is ``gold``, else 0.0) and
+``loglikelihoods`` (one per continuation).
 """
 
 from __future__ import annotations
@@ -32,36 +41,44 @@ from okapi import schemas
 from okapi.config import ConfigError, check
 from okapi.io import DataError, atomic_dir, read_rows, write_json, write_jsonl
 from okapi.languages import REGISTRY
+from okapi.protocols import (  # noqa: F401  (re-exported: the lm_eval_okapi record functions lived here)
+    BENCHMARKS,
+    LETTERS,
+    MMLU_OPTIONS,
+    OPTION_FIELDS,
+    PROTOCOL_NAMES,
+    SHOT_SPLIT,
+    ProtocolName,
+    arc_doc,
+    clean_text,
+    get_protocol,
+    hellaswag_doc,
+    mmlu_doc,
+    shots_for,
+)
 
 if TYPE_CHECKING:  # heavy imports stay out of module import: validation and --help need no torch
     from lm_eval.api.model import LM
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS: tuple[str, ...] = ("arc", "hellaswag", "mmlu")
-LETTERS = ("A", "B", "C", "D", "E")
-OPTION_FIELDS = tuple(f"option_{c.lower()}" for c in LETTERS)
 SCHEMA = {"arc": schemas.MULTIPLE_CHOICE, "mmlu": schemas.MULTIPLE_CHOICE, "hellaswag": schemas.HELLASWAG}
-# The split each benchmark is scored on and the split its few-shot examples come from in Okapi's release
-# (lm-eval's okapi tasks: ARC test with train shots, MMLU test with the first dev shots, HellaSwag val only).
+# The split each benchmark is scored on in Okapi's release (its shot splits: okapi.protocols.SHOT_SPLIT).
 EVAL_SPLIT = {"arc": "test", "mmlu": "test", "hellaswag": "val"}
-FEWSHOT_SPLIT: dict[str, str | None] = {"arc": "train", "mmlu": "dev", "hellaswag": None}
-# lm-eval's okapi MMLU takes its shots in file order ("first_n"); ARC and HellaSwag sample them at random.
-FEWSHOT_SAMPLER = {"arc": "default", "mmlu": "first_n", "hellaswag": "default"}
-MMLU_OPTIONS = 4  # the okapi MMLU prompt always lists A. to D.
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 RESULT_KEYS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n")
-# One line of a per-document results file (data/eval_results/<lang>/<model>/<benchmark>.jsonl): lm-eval's index of
-# the document in the evaluation file and its 0/1 correctness under each metric. Engineer-facing logs of the same
-# documents (prompts, continuations, gold) join on doc_id.
-DOC_KEYS = ("doc_id", "acc", "acc_norm")
 
 
 @dataclass
 class EvalConfig:
     benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
-    # Leaderboard shots (arc 25, hellaswag 10, mmlu 5) live in the paper profile; the laptop default is zero-shot.
-    num_fewshot: dict[str, int] = field(default_factory=lambda: {b: 0 for b in BENCHMARKS})
+    protocol: ProtocolName = "lm_eval_okapi"
+    """How benchmarks are prompted and scored (okapi.protocols): okapi_paper (the authors' harness: ARC and MMLU
+    25-shot, HellaSwag 0-shot, MMLU scored on whole choice texts), lm_eval_okapi (lm-eval's own okapi tasks,
+    0-shot) or leaderboard (lm_eval_okapi's prompts with 25/10/5 shots)."""
+    num_fewshot: dict[str, int] | None = None
+    """Shots per benchmark overriding the protocol's, e.g. {mmlu: 5}; a benchmark not named, or null, keeps the
+    protocol's own shots."""
     limit: int | None = None
     batch_size: int = 4  # fixed: "auto" probes memory and makes runs machine-dependent
     seed: int = 1234
@@ -92,7 +109,8 @@ class EvalConfig:
             self.benchmarks,
             "each benchmark at most once",
         )
-        for name, shots in self.num_fewshot.items():
+        check(self.protocol in PROTOCOL_NAMES, "evaluate.protocol", self.protocol, ", ".join(PROTOCOL_NAMES))
+        for name, shots in (self.num_fewshot or {}).items():
             check(name in BENCHMARKS, f"evaluate.num_fewshot.{name}", shots, f"keys among {allowed}")
             check(
                 isinstance(shots, int) and not isinstance(shots, bool) and shots >= 0,
@@ -112,63 +130,7 @@ class EvalConfig:
         check(self.dtype in DTYPES, "evaluate.dtype", self.dtype, ", ".join(DTYPES))
 
     def shots(self, benchmark: str) -> int:
-        return self.num_fewshot.get(benchmark, 0)
-
-
-# --- the okapi task family's preprocessing, reimplemented so our task can read local files -----------------------
-
-
-def clean_text(text: str) -> str:
-    """lm-eval okapi's ``preprocess``: strip, turn WikiHow's " [title]" into ". ", drop other [bracketed] tags."""
-    text = text.strip().replace(" [title]", ". ")
-    text = re.sub(r"\[.*?\]", "", text)
-    return text.replace("  ", " ")
-
-
-def _present_options(doc: dict[str, Any]) -> list[str]:
-    # The okapi ARC task keeps every truthy option, in order; validation guarantees there are no gaps.
-    return [doc[f] for f in OPTION_FIELDS if doc.get(f)]
-
-
-def arc_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "query": "Question: " + clean_text(doc["instruction"]) + "\nAnswer:",
-        "choices": [clean_text(o) for o in _present_options(doc)],
-        "gold": LETTERS.index(doc["answer"]),
-    }
-
-
-def mmlu_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    options = "".join(
-        f"\n{letter}. {doc[f]}" for letter, f in zip(LETTERS[:MMLU_OPTIONS], OPTION_FIELDS[:MMLU_OPTIONS], strict=True)
-    )
-    return {
-        "query": doc["instruction"].strip() + options + "\nAnswer:",
-        "choices": list(LETTERS[:MMLU_OPTIONS]),
-        "gold": LETTERS.index(doc["answer"]),
-    }
-
-
-def hellaswag_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    # str.capitalize also lowercases the rest of ctx_b; kept because the okapi task does it.
-    ctx = doc["ctx_a"] + " " + doc["ctx_b"].capitalize()
-    return {
-        "query": clean_text(doc["activity_label"] + ": " + ctx),
-        "choices": [clean_text(e) for e in doc["endings"]],
-        "gold": int(doc["label"]),
-    }
-
-
-def process_arc_docs(dataset: Any) -> Any:
-    return dataset.map(arc_doc)
-
-
-def process_mmlu_docs(dataset: Any) -> Any:
-    return dataset.map(mmlu_doc)
-
-
-def process_hellaswag_docs(dataset: Any) -> Any:
-    return dataset.map(hellaswag_doc)
+        return shots_for(self.protocol, benchmark, self.num_fewshot)
 
 
 # --- validation ----------------------------------------------------------------------------------------------------
@@ -252,9 +214,56 @@ def benchmark_files(data_dir: Path, benchmark: str) -> tuple[Path, Path | None]:
     eval_file = next((p for p in candidates if p.is_file()), None)
     if eval_file is None:
         raise DataError(f"{data_dir}: no {benchmark} data; expected {candidates[0].name} or {candidates[1].name}")
-    split = FEWSHOT_SPLIT[benchmark]
-    shots = data_dir / f"{benchmark}_{split}.parquet" if split else None
-    return eval_file, shots if shots is not None and shots.is_file() else None
+    shots = shot_file(data_dir, benchmark)
+    return eval_file, shots if shots.is_file() else None
+
+
+def shot_file(data_dir: Path, benchmark: str) -> Path:
+    """Where ``benchmark``'s shot split lives in a language folder (it may not exist)."""
+    return Path(data_dir) / f"{benchmark}_{SHOT_SPLIT[benchmark]}.parquet"
+
+
+@dataclass
+class BenchmarkPlan:
+    """One benchmark of one language, checked and ready to score: files, protocol and shots."""
+
+    benchmark: str
+    data_file: Path
+    fewshot_file: Path | None
+    protocol: str
+    shots: int
+    records: int
+
+
+def plan_benchmark(data_dir: Path, benchmark: str, cfg: EvalConfig, num_fewshot: int | None = None) -> BenchmarkPlan:
+    """Find and validate ``benchmark``'s files under ``cfg.protocol``; needs no model, so it runs before any loads.
+
+    ``num_fewshot`` overrides the config's shots (the CLI's --num-fewshot). A benchmark with shots and no shot-split
+    file is an error: shots are never drawn from the split being scored.
+    """
+    _check_benchmark(benchmark)
+    shots = cfg.shots(benchmark) if num_fewshot is None else num_fewshot
+    check(shots >= 0, f"evaluate.num_fewshot.{benchmark}", shots, "an integer >= 0")
+    data_file, fewshot_file = benchmark_files(Path(data_dir), benchmark)
+    rows = load_benchmark_file(benchmark, data_file)
+    if shots > 0:
+        if fewshot_file is None:
+            wanted, split = shot_file(Path(data_dir), benchmark), SHOT_SPLIT[benchmark]
+            raise DataError(
+                f"{wanted}: missing; evaluate.protocol = {cfg.protocol} draws {shots} {benchmark} shots from its "
+                f"{split} split (never from the scored {data_file.name}), so provide it (translate.eval_sources."
+                f"{benchmark}_{split} or data/eval_sources/{benchmark}_{split}.jsonl for the translate stage, or the "
+                f"release's <lang>_{split}.json through okapi.import_eval) or set evaluate.num_fewshot.{benchmark}: 0"
+            )
+        pool = len(load_benchmark_file(benchmark, fewshot_file))
+        if shots > pool:
+            raise ConfigError(
+                f"parameter evaluate.num_fewshot.{benchmark} = {shots} is invalid for {fewshot_file}: "
+                f"only {pool} few-shot examples are available"
+            )
+    else:
+        fewshot_file = None  # zero-shot: a shot file next to the data is neither read nor needed
+    return BenchmarkPlan(benchmark, data_file, fewshot_file, cfg.protocol, shots, len(rows))
 
 
 # --- task generation -------------------------------------------------------------------------------------------------
@@ -271,9 +280,14 @@ def write_task_yaml(
     data_file: Path,
     fewshot_file: Path | None = None,
     cache_dir: Path | None = None,
+    protocol: str = "lm_eval_okapi",
 ) -> str:
-    """Write one lm-eval task YAML over local Parquet into ``task_dir``; returns the task name."""
+    """Write one lm-eval task YAML over local Parquet into ``task_dir``; returns the task name.
+
+    Prompts, continuations and the shot sampler are ``protocol``'s; the shot count is given at run time.
+    """
     _check_benchmark(benchmark)
+    spec = get_protocol(protocol, benchmark)
     name = task_name(benchmark, lang)
     data_files = {"test": str(Path(data_file).resolve())}
     if fewshot_file is not None:
@@ -290,21 +304,25 @@ def write_task_yaml(
         "training_split": "train" if fewshot_file is not None else None,
         "validation_split": None,
         "test_split": "test",
-        # Without a separate few-shot file the shots come from the test split; naming it makes lm-eval leave the
-        # scored document out of its own context.
+        # Without a separate few-shot file the shots would come from the test split; naming it makes lm-eval leave
+        # the scored document out of its own context. plan_benchmark refuses that case for every real run.
         "fewshot_split": "train" if fewshot_file is not None else "test",
-        "fewshot_config": {"sampler": FEWSHOT_SAMPLER[benchmark]},
+        # lm-eval's defaults, spelled out because both harnesses join shots this way: query, " ", gold
+        # continuation; examples separated by a blank line.
+        "fewshot_config": {"sampler": spec.sampler},
+        "target_delimiter": " ",
+        "fewshot_delimiter": "\n\n",
         "doc_to_text": "query",
         "doc_to_target": "gold",
         "doc_to_choice": "choices",
-        # MMLU's okapi task reports acc only; its choices are single letters of equal length, so acc_norm == acc
-        # and listing it keeps every benchmark's result in one shape.
+        # lm-eval's okapi MMLU reports acc only; its choices are single letters of equal length, so acc_norm ==
+        # acc there, and listing it keeps every benchmark's result in one shape.
         "metric_list": metric_list,
-        "metadata": {"version": 1.0, "benchmark": benchmark, "lang": lang},
+        "metadata": {"version": 1.0, "benchmark": benchmark, "lang": lang, "protocol": protocol},
     }
     text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     # The tag cannot be produced by safe_dump; lm-eval resolves it by importing this module.
-    text += f"process_docs: !function okapi.evaluate.process_{benchmark}_docs\n"
+    text += f"process_docs: !function okapi.protocols.{spec.doc}\n"
     task_dir.mkdir(parents=True, exist_ok=True)
     (task_dir / f"{name}.yaml").write_text(text, encoding="utf-8")
     return name
@@ -394,124 +412,128 @@ def summarize(raw: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-def per_doc_results(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    """[{doc_id, acc, acc_norm}] in doc_id order from a ``log_samples=True`` result of task ``name``.
-
-    Paired significance tests in the report need each document's correctness, not only the mean.
-    """
-    samples = (raw.get("samples") or {}).get(name)
-    if samples is None:
-        raise DataError(f"lm-eval returned no per-document samples for task {name!r}; run it with log_samples=True")
-    docs = []
-    for sample in sorted(samples, key=lambda s: int(s["doc_id"])):
-        docs.append(
-            {"doc_id": int(sample["doc_id"]), "acc": float(sample["acc"]), "acc_norm": float(sample["acc_norm"])}
+def document_samples(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """One record per scored document from lm-eval's logged samples (fields: see the module docstring)."""
+    out = []
+    for sample in sorted(raw["samples"][name], key=lambda s: s["doc_id"]):
+        arguments = [tuple(a) for a in sample["arguments"]]
+        doc = sample["doc"]
+        out.append(
+            {
+                "doc_id": int(sample["doc_id"]),
+                "id": doc.get("id", doc.get("ind")),
+                "context": arguments[0][0],
+                "continuations": [a[1] for a in arguments],
+                "gold": int(sample["target"]),
+                "acc": float(sample["acc"]),
+                "acc_norm": float(sample["acc_norm"]),
+                "loglikelihoods": [float(r[0]) for r in sample["filtered_resps"]],
+            }
         )
-    return docs
-
-
-def write_doc_results(docs: dict[str, dict[str, list[dict[str, Any]]]], out_dir: Path) -> None:
-    """Write ``{model: {benchmark: [doc rows]}}`` as ``out_dir/<model>/<benchmark>.jsonl``, the folder replaced whole."""
-    with atomic_dir(out_dir) as tmp:
-        for model, per_benchmark in docs.items():
-            for benchmark, rows in per_benchmark.items():
-                write_jsonl([{k: row[k] for k in DOC_KEYS} for row in rows], tmp / model / f"{benchmark}.jsonl")
-
-
-def _check_shots(benchmark: str, shots: int, rows: int, fewshot_rows: int | None, where: Path) -> None:
-    pool = fewshot_rows if fewshot_rows is not None else rows - 1  # the scored record is left out of its pool
-    if shots > pool:
-        raise ConfigError(
-            f"parameter evaluate.num_fewshot.{benchmark} = {shots} is invalid for {where}: "
-            f"only {pool} few-shot examples are available"
-        )
+    return out
 
 
 def _evaluate_with_lm(
-    lm: LM,
-    benchmark: str,
-    lang: str,
-    data_file: Path,
-    fewshot_file: Path | None,
-    shots: int,
-    limit: int | None,
-    seed: int,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    lm: LM, plan: BenchmarkPlan, lang: str, limit: int | None, seed: int, log_samples: bool = False
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """(result, per-document samples or None) for one planned benchmark."""
     with tempfile.TemporaryDirectory(prefix="okapi_eval_") as tmp:
         # A private datasets cache: no stale hit when a file is rewritten, nothing left in ~/.cache.
-        name = write_task_yaml(Path(tmp) / "tasks", benchmark, lang, data_file, fewshot_file, Path(tmp) / "cache")
-        raw = run_task(lm, Path(tmp) / "tasks", name, shots, limit, seed, log_samples=True)
-    result = summarize(raw, name)
-    log.info("%s %s: acc %.4f acc_norm %.4f (n=%d)", lang, benchmark, result["acc"], result["acc_norm"], result["n"])
-    return result, per_doc_results(raw, name)
+        name = write_task_yaml(
+            Path(tmp) / "tasks",
+            plan.benchmark,
+            lang,
+            plan.data_file,
+            plan.fewshot_file,
+            Path(tmp) / "cache",
+            protocol=plan.protocol,
+        )
+        raw = run_task(lm, Path(tmp) / "tasks", name, plan.shots, limit, seed, log_samples=log_samples)
+    result = {**summarize(raw, name), "protocol": plan.protocol, "num_fewshot": plan.shots}
+    log.info(
+        "%s %s (%s, %d-shot): acc %.4f acc_norm %.4f (n=%d)",
+        lang,
+        plan.benchmark,
+        plan.protocol,
+        plan.shots,
+        result["acc"],
+        result["acc_norm"],
+        result["n"],
+    )
+    return result, document_samples(raw, name) if log_samples else None
 
 
 def evaluate_model(
     model_dir: Path,
     benchmark: str,
     lang: str,
-    data_file: Path,
+    data_dir: Path,
     cfg: EvalConfig,
     num_fewshot: int | None = None,
     limit: int | None = None,
-    fewshot_file: Path | None = None,
     lm: LM | None = None,
+    samples_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Score one model on one benchmark file: {acc, acc_stderr, acc_norm, acc_norm_stderr, n}.
+    """Score one model on one benchmark of a language folder: {acc, acc_stderr, acc_norm, acc_norm_stderr, n,
+    protocol, num_fewshot}.
 
-    ``fewshot_file`` is an optional separate few-shot split; ``lm`` reuses an already loaded model.
+    The files are checked before the model loads; ``lm`` reuses an already loaded model; ``samples_path`` gets one
+    JSON line per scored document.
     """
-    _check_benchmark(benchmark)
     _check_lang(lang)
-    shots = cfg.shots(benchmark) if num_fewshot is None else num_fewshot
-    check(shots >= 0, "num_fewshot", shots, "an integer >= 0")
     limit = cfg.limit if limit is None else limit
     check(limit is None or limit >= 1, "limit", limit, "an integer >= 1")
-    rows = load_benchmark_file(benchmark, Path(data_file))
-    shot_rows = len(load_benchmark_file(benchmark, Path(fewshot_file))) if fewshot_file is not None else None
-    _check_shots(benchmark, shots, len(rows), shot_rows, Path(data_file))
+    plan = plan_benchmark(Path(data_dir), benchmark, cfg, num_fewshot)
     if lm is None:
         lm = load_lm(Path(model_dir), cfg)
-    return _evaluate_with_lm(lm, benchmark, lang, Path(data_file), fewshot_file, shots, limit, cfg.seed)[0]
+    result, samples = _evaluate_with_lm(lm, plan, lang, limit, cfg.seed, log_samples=samples_path is not None)
+    if samples_path is not None and samples is not None:
+        write_jsonl(samples, samples_path)
+    return result
+
+
+def samples_file_name(model: str, benchmark: str) -> str:
+    """``<model>_<benchmark>.jsonl``: the per-document results file of one model and benchmark in a samples folder."""
+    return f"{model}_{benchmark}.jsonl"
+
+
+def write_samples_dir(samples: dict[str, list[dict[str, Any]]], out_dir: Path) -> None:
+    """Write ``{file name: per-document rows}`` into ``out_dir``, replacing the folder as a whole (atomically)."""
+    with atomic_dir(out_dir) as tmp:
+        for file_name, docs in samples.items():
+            write_jsonl(docs, tmp / file_name)
 
 
 def evaluate_models(
-    models: dict[str, Path],
-    lang: str,
-    data_dir: Path,
-    cfg: EvalConfig,
-    docs: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+    models: dict[str, Path], lang: str, data_dir: Path, cfg: EvalConfig, samples_dir: Path | None = None
 ) -> dict[str, Any]:
     """{model_name: {benchmark: result}} for every model and every configured benchmark of one language.
 
     All data is validated before the first model is loaded, and each model is loaded once for all benchmarks.
-    When ``docs`` is given it is filled with {model_name: {benchmark: [{doc_id, acc, acc_norm}]}}.
+    With ``samples_dir``, each (model, benchmark)'s per-document results go to ``<model>_<benchmark>.jsonl`` there;
+    the folder is replaced as a whole once every model is scored.
     """
     _check_lang(lang)
     if not models:
         raise ConfigError("evaluate_models: no models given; pass at least one name -> model folder")
-    plan = {}
-    for benchmark in cfg.benchmarks:
-        data_file, fewshot_file = benchmark_files(Path(data_dir), benchmark)
-        rows = load_benchmark_file(benchmark, data_file)
-        shot_rows = len(load_benchmark_file(benchmark, fewshot_file)) if fewshot_file else None
-        _check_shots(benchmark, cfg.shots(benchmark), len(rows), shot_rows, data_file)
-        plan[benchmark] = (data_file, fewshot_file)
+    plan = {b: plan_benchmark(Path(data_dir), b, cfg) for b in cfg.benchmarks}
     for name, path in models.items():
         if not (Path(path).is_file() or (Path(path) / "config.json").is_file() or _is_hub_id(Path(path))):
             hint = " (a hub id needs OKAPI_ALLOW_HUB=1)" if not Path(path).exists() and "/" in str(path) else ""
             raise DataError(f"model {name!r}: {path} is not a model folder (no config.json) nor a .gguf file{hint}")
     results: dict[str, Any] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
     for name, path in models.items():
         lm = load_lm(Path(path), cfg)
         results[name] = {}
-        for benchmark, (data_file, fewshot_file) in plan.items():
-            results[name][benchmark], per_doc = _evaluate_with_lm(
-                lm, benchmark, lang, data_file, fewshot_file, cfg.shots(benchmark), cfg.limit, cfg.seed
-            )
+        for benchmark, bench_plan in plan.items():
+            result, docs = _evaluate_with_lm(lm, bench_plan, lang, cfg.limit, cfg.seed, samples_dir is not None)
+            results[name][benchmark] = result
             if docs is not None:
-                docs.setdefault(name, {})[benchmark] = per_doc
+                samples[samples_file_name(name, benchmark)] = docs
         del lm  # free the weights before the next model is loaded
+    if samples_dir is not None:
+        write_samples_dir(samples, samples_dir)
     return results
 
 
@@ -525,34 +547,44 @@ def _main(argv: list[str] | None) -> None:
     p.add_argument("--model", required=True, type=Path, help="model folder (or .gguf file)")
     p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     p.add_argument("--lang", required=True, help="language code (paper Table 1)")
-    p.add_argument("--data", required=True, type=Path, help="folder holding <benchmark>.parquet")
-    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples (default 0)")
+    p.add_argument("--data", required=True, type=Path, help="folder holding <benchmark>.parquet and its shot split")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOL_NAMES,
+        default=EvalConfig.protocol,
+        help=f"prompts, continuations, shots and shot split (okapi.protocols; default {EvalConfig.protocol})",
+    )
+    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples (default: the protocol's)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N records")
     p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
     p.add_argument("--device", default=EvalConfig.device)
     p.add_argument("--seed", type=int, default=EvalConfig.seed)
+    p.add_argument("--log-samples", type=Path, default=None, help="JSON lines: one per scored document")
     p.add_argument("--out", required=True, type=Path, help="results JSON to write")
     args = p.parse_args(argv)
     _check_lang(args.lang)
-    cfg = EvalConfig(benchmarks=[args.benchmark], batch_size=args.batch_size, device=args.device, seed=args.seed)
+    if args.num_fewshot is not None:
+        check(args.num_fewshot >= 0, "--num-fewshot", args.num_fewshot, "an integer >= 0")
+    cfg = EvalConfig(
+        benchmarks=[args.benchmark],
+        protocol=args.protocol,
+        batch_size=args.batch_size,
+        device=args.device,
+        seed=args.seed,
+    )
     if not args.model.exists():
         raise DataError(f"--model {args.model}: no such file or folder")
-    data_file, fewshot_file = benchmark_files(args.data, args.benchmark)
     result = evaluate_model(
         args.model,
         args.benchmark,
         args.lang,
-        data_file,
+        args.data,
         cfg,
         num_fewshot=args.num_fewshot,
         limit=args.limit,
-        fewshot_file=fewshot_file,
+        samples_path=args.log_samples,
     )
-    shots = cfg.shots(args.benchmark) if args.num_fewshot is None else args.num_fewshot
-    write_json(
-        {**result, "benchmark": args.benchmark, "lang": args.lang, "model": str(args.model), "num_fewshot": shots},
-        args.out,
-    )
+    write_json({**result, "benchmark": args.benchmark, "lang": args.lang, "model": str(args.model)}, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:

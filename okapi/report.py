@@ -201,8 +201,28 @@ def reproduction_counts(rows: list[Row], model_order: list[str]) -> dict[str, tu
     return counts
 
 
+def protocol_line(results: dict, benchmark: str) -> str:
+    """The evaluation protocol and shots behind one table, as the evaluate stage recorded them in each result."""
+    seen = sorted(
+        {
+            (str(entry.get("protocol", "not recorded")), entry.get("num_fewshot"))
+            for models in results.values()
+            for benches in models.values()
+            if isinstance(entry := benches.get(benchmark), dict)
+        },
+        key=str,
+    )
+    parts = [f"{p}, {n}-shot" if isinstance(n, int) else p for p, n in seen]
+    return "Protocol: " + "; ".join(parts) + " (okapi/protocols.py)." if parts else "Protocol: not recorded."
+
+
 def to_markdown(
-    rows: list[Row], benchmark: str, model_order: list[str], metric: str, paper: PaperTable | None = None
+    rows: list[Row],
+    benchmark: str,
+    model_order: list[str],
+    metric: str,
+    paper: PaperTable | None = None,
+    protocol: str | None = None,
 ) -> str:
     name = BENCHMARK_NAMES[benchmark]
     pairs = _pairs(rows, model_order)
@@ -266,6 +286,8 @@ def to_markdown(
             f"**Reproduction of Table {paper.table} ({PAPER_MODEL_NAMES[paper.paper_model]}):** languages whose "
             "published number lies within our 95 % interval: " + (", ".join(parts) if parts else "none compared") + ".",
         ]
+    if protocol:
+        lines += ["", protocol]
     return "\n".join(lines) + "\n"
 
 
@@ -463,9 +485,10 @@ def build_report(
     # Everything is computed (and every input checked) before the first file is written.
     summary = summarize(tables, model_order, metric, papers)
     for benchmark, rows in tables.items():
-        write_text(
-            to_markdown(rows, benchmark, model_order, metric, papers.get(benchmark)), out_dir / f"{benchmark}.md"
+        markdown = to_markdown(
+            rows, benchmark, model_order, metric, papers.get(benchmark), protocol_line(results, benchmark)
         )
+        write_text(markdown, out_dir / f"{benchmark}.md")
         write_text(to_csv(rows, model_order, metric), out_dir / f"{benchmark}.csv")
         write_text(to_plot_csv(rows, model_order), out_dir / "plots" / f"{benchmark}.csv")
         plot_png(rows, benchmark, model_order, metric, out_dir / f"{benchmark}.png")
@@ -498,7 +521,7 @@ def load_results(paths: list[Path]) -> dict[str, dict[str, dict[str, dict]]]:
 
 
 def load_doc_results(folder: Path, langs: list[str]) -> DocResults:
-    """Per-document outcomes written by the evaluate stage: ``folder/<lang>/<model>/<benchmark>.jsonl``.
+    """Per-document outcomes written by the evaluate stage: ``folder/<lang>/<model>_<benchmark>.jsonl``.
 
     A language without a folder is left out (its rows get no paired test); a malformed line stops with its file.
     """
@@ -508,10 +531,14 @@ def load_doc_results(folder: Path, langs: list[str]) -> DocResults:
         if not lang_dir.is_dir():
             log.warning("no per-document results for %s in %s; its rows get no paired test", lang, folder)
             continue
-        for path in sorted(lang_dir.glob("*/*.jsonl")):
-            model, benchmark = path.parent.name, path.stem
-            if benchmark not in BENCHMARK_NAMES:
-                raise DataError(f"{path}: unknown benchmark {benchmark!r}; allowed: {', '.join(BENCHMARK_NAMES)}")
+        for path in sorted(lang_dir.glob("*.jsonl")):
+            # Benchmark names have no underscore; model names may.
+            model, _, benchmark = path.stem.rpartition("_")
+            if not model or benchmark not in BENCHMARK_NAMES:
+                raise DataError(
+                    f"{path}: expected a file named <model>_<benchmark>.jsonl with a benchmark among "
+                    f"{', '.join(BENCHMARK_NAMES)}"
+                )
             outcomes: dict[int, dict[str, float]] = {}
             for i, rec in enumerate(read_jsonl(path, required=("doc_id", *METRICS)), start=1):
                 doc_id = rec["doc_id"]

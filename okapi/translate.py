@@ -43,7 +43,8 @@ class TranslateConfig:
     limit: int | None = None  # rows per language (None: all); a stratified subset keeps every split non-empty
     eval_limit: int | None = None  # first N records of each evaluation set (None: all)
     # English benchmark sources from the hub, by benchmark (okapi.eval_sources: "<id>[:<config>]@<split>");
-    # a benchmark not listed comes from the local data/eval_sources/<benchmark>.jsonl.
+    # a benchmark not listed comes from the local data/eval_sources/<benchmark>.jsonl. Keys <benchmark>_<split>
+    # (arc_train, mmlu_dev, hellaswag_train) name the split evaluate.protocol draws shots from.
     eval_sources: dict[str, str] = field(default_factory=dict)
     max_attempts: int = 3  # answers per example, the re-asks included
     rank_fraction: float = 0.4  # share of the generated rows for ranking (paper: 42K of 106K); the rest is PPO
@@ -61,10 +62,10 @@ class TranslateConfig:
     max_tokens: int | None = None  # None: the teacher's default
 
     def __post_init__(self) -> None:
-        from okapi.eval_sources import BENCHMARKS, parse_hub_spec
+        from okapi.eval_sources import SOURCE_KEYS, parse_hub_spec
 
         for bench, spec in self.eval_sources.items():
-            check(bench in BENCHMARKS, f"translate.eval_sources.{bench}", spec, f"keys among {', '.join(BENCHMARKS)}")
+            check(bench in SOURCE_KEYS, f"translate.eval_sources.{bench}", spec, f"keys among {', '.join(SOURCE_KEYS)}")
             parse_hub_spec(spec, f"translate.eval_sources.{bench}")
         check(self.limit is None or self.limit >= 1, "translate.limit", self.limit, "null or an integer >= 1")
         check(

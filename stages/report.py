@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", required=True, type=Path, help="folder of per-language evaluation JSON")
     p.add_argument("--out", required=True, type=Path, help="reports folder")
     p.add_argument("--summary", required=True, type=Path)
-    p.add_argument("--docs", type=Path, default=None, help="per-document results folder, <lang>/<model>/<bench>.jsonl")
+    p.add_argument(
+        "--docs", type=Path, default=None, help="per-document results folder, <lang>/<model>_<benchmark>.jsonl"
+    )
     p.add_argument(
         "--paper", type=Path, default=None, help="the paper's published numbers (data/paper/okapi_tables.csv)"
     )

@@ -29,11 +29,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
     get_language(args.lang)
-    params = load_params(args.params, lang=args.lang, sections=("teacher", "translate", "released"))
+    params = load_params(args.params, lang=args.lang, sections=("teacher", "translate", "released", "evaluate"))
     tcfg, cfg, rel = params.section("teacher"), params.section("translate"), params.section("released")
     instructions_released, eval_released = rel.provides("instructions"), rel.provides("eval")
     if (instructions_released or eval_released) and args.released is None:
         raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
+    from okapi.eval_sources import check_sources
+    from okapi.protocols import shot_splits
+
+    # The splits evaluate.protocol draws shots from are translated too (shots never come from the scored split).
+    ecfg = params.section("evaluate")
+    shot_keys = [f"{b}_{s}" for b, s in shot_splits(ecfg.protocol, ecfg.benchmarks, ecfg.num_fewshot).items()]
+    if not eval_released:
+        check_sources(args.eval_sources, cfg.eval_sources, shot_keys)  # before any request is sent
 
     from okapi.released import read_converted_eval, read_converted_instructions
     from okapi.teacher import TeacherFatalError, open_teacher
@@ -57,12 +65,14 @@ def main(argv: list[str] | None = None) -> None:
             eval_sets = read_converted_eval(args.released, args.lang)
             metrics["eval"] = {name: {"records": len(records)} for name, (_, records) in eval_sets.items()}
         else:
-            from okapi.eval_sources import load_sources
+            from okapi.eval_sources import benchmark_of, load_sources
 
             metrics["eval"] = {}
-            for bench, records in load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit).items():
-                done, metrics["eval"][bench] = translate_eval(teacher, bench, records, args.lang, cfg)
-                eval_sets[bench] = (BENCHMARKS[bench], done)
+            sources = load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit, shot_keys)
+            for key, records in sources.items():
+                bench = benchmark_of(key)
+                done, metrics["eval"][key] = translate_eval(teacher, bench, records, args.lang, cfg)
+                eval_sets[key] = (BENCHMARKS[bench], done)
         metrics["teacher"] = teacher.account() if teacher is not None else {"requests_sent": 0}
     if teacher is None:
         ensure_file(args.cache)  # a DVC output even when no request is made

@@ -24,7 +24,7 @@ from okapi.evaluate import (
     run_task,
     write_task_yaml,
 )
-from okapi.io import DataError, write_parquet
+from okapi.io import DataError, read_jsonl, write_parquet
 from okapi.schemas import MULTIPLE_CHOICE
 
 # Records written for these tests: 3- and 5-option ARC items, WikiHow-style [tags], stray whitespace, an empty
@@ -219,27 +219,30 @@ def test_same_prompts_loglikelihoods_and_accuracy_as_lm_eval_okapi(compared, ben
         assert [a[1] for a in ours_docs[0]["arguments"]] == [" A", " B", " C", " D"]
 
 
-def test_evaluate_models_loads_each_model_once_and_reports_every_benchmark(compared, tiny_model_dir, monkeypatch):
+def test_evaluate_models_loads_each_model_once_and_reports_every_benchmark(
+    compared, tiny_model_dir, monkeypatch, tmp_path
+):
     import okapi.evaluate as ev
 
     data, runs = compared
     loads = []
     real_load = ev.load_lm
     monkeypatch.setattr(ev, "load_lm", lambda path, cfg: loads.append(path) or real_load(path, cfg))
-    docs: dict = {}
-    results = evaluate_models({"base": tiny_model_dir}, "vi", data, EvalConfig(), docs=docs)
+    samples = tmp_path / "samples"
+    results = evaluate_models({"base": tiny_model_dir}, "vi", data, EvalConfig(), samples_dir=samples)
     assert loads == [tiny_model_dir]
     assert set(results) == {"base"} and set(results["base"]) == set(DATA)
     for benchmark, (raw, ours, ref) in runs.items():
         got = results["base"][benchmark]
         # Per-document correctness: one row per document, the same 0/1 as lm-eval's own samples, mean = the metric.
-        per_doc_rows = docs["base"][benchmark]
+        per_doc_rows = read_jsonl(samples / f"base_{benchmark}.jsonl")
         assert [d["doc_id"] for d in per_doc_rows] == list(range(len(DATA[benchmark])))
         assert [(d["acc"], d["acc_norm"]) for d in per_doc_rows] == [
             (s["acc"], s["acc_norm"]) for s in per_doc(raw, ours)
         ]
         assert sum(d["acc_norm"] for d in per_doc_rows) / len(per_doc_rows) == pytest.approx(got["acc_norm"])
-        assert set(got) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n"}
+        assert set(got) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n", "protocol", "num_fewshot"}
+        assert got["protocol"] == "lm_eval_okapi" and got["num_fewshot"] == 0  # the embedded default
         assert got["n"] == len(DATA[benchmark])
         assert got["acc"] == pytest.approx(raw["results"][ref]["acc,none"])
         assert 0.0 <= got["acc_norm"] <= 1.0 and got["acc_stderr"] >= 0.0
@@ -296,7 +299,7 @@ def test_few_shot_from_the_same_file_never_shows_the_scored_record(tiny_lm, tmp_
 
 def test_evaluate_model_and_cli_write_the_result(tiny_model_dir, tmp_path):
     data = write_data(tmp_path / "data", {"hellaswag": HELLASWAG})
-    result = evaluate_model(tiny_model_dir, "hellaswag", "vi", data / "hellaswag.parquet", EvalConfig(), limit=2)
+    result = evaluate_model(tiny_model_dir, "hellaswag", "vi", data, EvalConfig(), limit=2)
     assert result["n"] == 2 and result["acc"] in (0.0, 0.5, 1.0)
     out = tmp_path / "res.json"
     code = main(
@@ -371,6 +374,7 @@ def test_missing_field_and_missing_file(tmp_path):
 
 def test_too_many_shots_for_the_file_is_a_config_error(tmp_path, tiny_model_dir):
     data = write_data(tmp_path, {"arc": ARC})
+    write_parquet(ARC[:4], tmp_path / "arc_train.parquet", schemas.MULTIPLE_CHOICE)
     with pytest.raises(ConfigError, match=r"evaluate.num_fewshot.arc = 5 .* only 4 few-shot examples"):
         evaluate_models({"m": tiny_model_dir}, "vi", data, EvalConfig(benchmarks=["arc"], num_fewshot={"arc": 5}))
 
@@ -388,6 +392,8 @@ def test_config_ranges_and_unknown_keys():
         from_dict(EvalConfig, {"shots": 3}, "evaluate")
     cfg = from_dict(EvalConfig, {"num_fewshot": {"arc": 25, "hellaswag": 10, "mmlu": 5}, "limit": 10}, "evaluate")
     assert cfg.shots("arc") == 25 and cfg.limit == 10
+    with pytest.raises(ConfigError, match=r"evaluate.protocol = 'harness' is invalid; allowed: 'okapi_paper'"):
+        from_dict(EvalConfig, {"protocol": "harness"}, "evaluate")
 
 
 def test_cli_bad_input_is_one_error_and_exit_code_2(tmp_path, tiny_model_dir, capsys):
@@ -507,7 +513,7 @@ def test_reference_models_from_params_are_validated_and_evaluated(tmp_path, tiny
             str(data),
             "--out",
             str(out),
-            "--docs",
+            "--samples",
             str(tmp_path / "docs"),
             "--params",
             str(tmp_path / "params.yaml"),
@@ -526,6 +532,6 @@ def test_reference_models_from_params_are_validated_and_evaluated(tmp_path, tiny
     from okapi.io import read_jsonl
 
     for model in ("base", "bloomz"):
-        rows = read_jsonl(tmp_path / "docs" / model / "arc.jsonl", required=("doc_id", "acc", "acc_norm"))
+        rows = read_jsonl(tmp_path / "docs" / f"{model}_arc.jsonl", required=("doc_id", "acc", "acc_norm"))
         assert [r["doc_id"] for r in rows] == [0, 1]
         assert sum(r["acc_norm"] for r in rows) / 2 == pytest.approx(result[model]["arc"]["acc_norm"])

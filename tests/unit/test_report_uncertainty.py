@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from okapi.evaluate import write_doc_results
+from okapi.evaluate import samples_file_name, write_samples_dir
 from okapi.io import DataError
 from okapi.languages import TARGET_LANGUAGES
 from okapi.paper_tables import load_paper_tables
@@ -95,6 +95,11 @@ def test_a_clear_difference_is_marked_in_its_language_and_the_average(tmp_path):
     assert summary["arc"]["sft_vs_base"]["average_significant"] is False
 
 
+def write_doc_results(rows: dict, folder):
+    """The evaluate stage's samples folder: ``<model>_<benchmark>.jsonl`` per model and benchmark."""
+    write_samples_dir({samples_file_name(m, b): r for m, per in rows.items() for b, r in per.items()}, folder)
+
+
 def test_per_document_results_must_match_the_metrics_and_each_other(tmp_path):
     results, docs = fixture(EMBEDDED)
     stale = json.loads(json.dumps(docs, default=str))  # a copy with string doc_ids is fine for mutation
@@ -117,13 +122,13 @@ def test_doc_results_round_trip_through_the_evaluate_stages_files(tmp_path):
         }
         write_doc_results(rows, tmp_path / "eval_results" / lang)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "eval_results").rglob("*.jsonl"))[:2] == [
-        "eval_results/es/base/arc.jsonl",
-        "eval_results/es/rlhf/arc.jsonl",
+        "eval_results/es/base_arc.jsonl",
+        "eval_results/es/rlhf_arc.jsonl",
     ]
     assert load_doc_results(tmp_path / "eval_results", ["es", "vi", "ru"]) == docs  # ru: no folder, no tests
-    bad = tmp_path / "eval_results" / "es" / "sft" / "arc.jsonl"
+    bad = tmp_path / "eval_results" / "es" / "sft_arc.jsonl"
     bad.write_text('{"doc_id": 0, "acc": 1, "acc_norm": 0.5}\n')
-    with pytest.raises(DataError, match=r"sft/arc\.jsonl, record 1: acc_norm = 0\.5 is invalid; expected 0 or 1"):
+    with pytest.raises(DataError, match=r"sft_arc\.jsonl, record 1: acc_norm = 0\.5 is invalid; expected 0 or 1"):
         load_doc_results(tmp_path / "eval_results", ["es"])
     bad.write_text('{"doc_id": 0, "acc": 1}\n')
     with pytest.raises(DataError, match="missing field 'acc_norm'"):
