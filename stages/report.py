@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--summary", required=True, type=Path)
     args = p.parse_args(argv)
     params = load_params(args.params)
+    report = params.report
 
     from okapi.report import build_report, load_results
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise ConfigError(f"no evaluation results for {', '.join(missing)}; run the evaluate stages first")
     results = load_results(paths)
-    build_report(results, args.out, args.summary, params.report.models, metric=params.report.metric)
+    build_report(results, args.out, args.summary, report.models, metric=report.metric)
 
 
 if __name__ == "__main__":
