@@ -67,6 +67,19 @@ class RecordingParams(Params):
         return _record_fields(super()._section(name, lang), name, self.reads)
 
 
+def _recording_loader(recorders: list[RecordingParams]) -> Any:
+    """A stand-in for okapi.params.load_params that keeps every Params it hands out in ``recorders``."""
+
+    def load(path: Any = "params.yaml", lang: str | None = None, sections: tuple[str, ...] = ()) -> Params:
+        params = RecordingParams(read_params_file(path), lang)
+        for section in sections:
+            params.section(section)
+        recorders.append(params)
+        return params
+
+    return load
+
+
 def _stage_runs(dvc: dict[str, Any]) -> list[tuple[str, str, list[str], list[str]]]:
     """(stage name, module, argv, params listed) per stage, for language LANG where the stage is per language."""
     out = []
@@ -89,16 +102,8 @@ def _run_stages(params_file: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     reads: dict[str, set[str]] = {}
     for name, module, argv, _ in _stage_runs(dvc):
         recorders: list[RecordingParams] = []
-
-        def load(path: Any = "params.yaml", lang: str | None = None, sections: tuple[str, ...] = ()) -> Params:
-            params = RecordingParams(read_params_file(path), lang)
-            for section in sections:
-                params.section(section)
-            recorders.append(params)
-            return params
-
         stage = importlib.import_module(module)
-        monkeypatch.setattr(stage, "load_params", load)
+        monkeypatch.setattr(stage, "load_params", _recording_loader(recorders))
         try:
             stage.main([*argv, "--params", str(params_file)])
         except (Stop, OSError, ValueError, DataError):
