@@ -30,7 +30,7 @@ import yaml
 
 from okapi import schemas
 from okapi.config import ConfigError, check
-from okapi.io import DataError, read_rows, write_json
+from okapi.io import DataError, atomic_dir, read_rows, write_json, write_jsonl
 from okapi.languages import REGISTRY
 
 if TYPE_CHECKING:  # heavy imports stay out of module import: validation and --help need no torch
@@ -51,6 +51,10 @@ FEWSHOT_SAMPLER = {"arc": "default", "mmlu": "first_n", "hellaswag": "default"}
 MMLU_OPTIONS = 4  # the okapi MMLU prompt always lists A. to D.
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 RESULT_KEYS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n")
+# One line of a per-document results file (data/eval_results/<lang>/<model>/<benchmark>.jsonl): lm-eval's index of
+# the document in the evaluation file and its 0/1 correctness under each metric. Engineer-facing logs of the same
+# documents (prompts, continuations, gold) join on doc_id.
+DOC_KEYS = ("doc_id", "acc", "acc_norm")
 
 
 @dataclass
@@ -390,6 +394,30 @@ def summarize(raw: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
+def per_doc_results(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """[{doc_id, acc, acc_norm}] in doc_id order from a ``log_samples=True`` result of task ``name``.
+
+    Paired significance tests in the report need each document's correctness, not only the mean.
+    """
+    samples = (raw.get("samples") or {}).get(name)
+    if samples is None:
+        raise DataError(f"lm-eval returned no per-document samples for task {name!r}; run it with log_samples=True")
+    docs = []
+    for sample in sorted(samples, key=lambda s: int(s["doc_id"])):
+        docs.append(
+            {"doc_id": int(sample["doc_id"]), "acc": float(sample["acc"]), "acc_norm": float(sample["acc_norm"])}
+        )
+    return docs
+
+
+def write_doc_results(docs: dict[str, dict[str, list[dict[str, Any]]]], out_dir: Path) -> None:
+    """Write ``{model: {benchmark: [doc rows]}}`` as ``out_dir/<model>/<benchmark>.jsonl``, the folder replaced whole."""
+    with atomic_dir(out_dir) as tmp:
+        for model, per_benchmark in docs.items():
+            for benchmark, rows in per_benchmark.items():
+                write_jsonl([{k: row[k] for k in DOC_KEYS} for row in rows], tmp / model / f"{benchmark}.jsonl")
+
+
 def _check_shots(benchmark: str, shots: int, rows: int, fewshot_rows: int | None, where: Path) -> None:
     pool = fewshot_rows if fewshot_rows is not None else rows - 1  # the scored record is left out of its pool
     if shots > pool:
@@ -408,14 +436,14 @@ def _evaluate_with_lm(
     shots: int,
     limit: int | None,
     seed: int,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     with tempfile.TemporaryDirectory(prefix="okapi_eval_") as tmp:
         # A private datasets cache: no stale hit when a file is rewritten, nothing left in ~/.cache.
         name = write_task_yaml(Path(tmp) / "tasks", benchmark, lang, data_file, fewshot_file, Path(tmp) / "cache")
-        raw = run_task(lm, Path(tmp) / "tasks", name, shots, limit, seed)
+        raw = run_task(lm, Path(tmp) / "tasks", name, shots, limit, seed, log_samples=True)
     result = summarize(raw, name)
     log.info("%s %s: acc %.4f acc_norm %.4f (n=%d)", lang, benchmark, result["acc"], result["acc_norm"], result["n"])
-    return result
+    return result, per_doc_results(raw, name)
 
 
 def evaluate_model(
@@ -444,13 +472,20 @@ def evaluate_model(
     _check_shots(benchmark, shots, len(rows), shot_rows, Path(data_file))
     if lm is None:
         lm = load_lm(Path(model_dir), cfg)
-    return _evaluate_with_lm(lm, benchmark, lang, Path(data_file), fewshot_file, shots, limit, cfg.seed)
+    return _evaluate_with_lm(lm, benchmark, lang, Path(data_file), fewshot_file, shots, limit, cfg.seed)[0]
 
 
-def evaluate_models(models: dict[str, Path], lang: str, data_dir: Path, cfg: EvalConfig) -> dict[str, Any]:
+def evaluate_models(
+    models: dict[str, Path],
+    lang: str,
+    data_dir: Path,
+    cfg: EvalConfig,
+    docs: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+) -> dict[str, Any]:
     """{model_name: {benchmark: result}} for every model and every configured benchmark of one language.
 
     All data is validated before the first model is loaded, and each model is loaded once for all benchmarks.
+    When ``docs`` is given it is filled with {model_name: {benchmark: [{doc_id, acc, acc_norm}]}}.
     """
     _check_lang(lang)
     if not models:
@@ -469,12 +504,13 @@ def evaluate_models(models: dict[str, Path], lang: str, data_dir: Path, cfg: Eva
     results: dict[str, Any] = {}
     for name, path in models.items():
         lm = load_lm(Path(path), cfg)
-        results[name] = {
-            benchmark: _evaluate_with_lm(
+        results[name] = {}
+        for benchmark, (data_file, fewshot_file) in plan.items():
+            results[name][benchmark], per_doc = _evaluate_with_lm(
                 lm, benchmark, lang, data_file, fewshot_file, cfg.shots(benchmark), cfg.limit, cfg.seed
             )
-            for benchmark, (data_file, fewshot_file) in plan.items()
-        }
+            if docs is not None:
+                docs.setdefault(name, {})[benchmark] = per_doc
         del lm  # free the weights before the next model is loaded
     return results
 

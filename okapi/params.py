@@ -18,7 +18,7 @@ import copy
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -56,6 +56,12 @@ class ReportConfig:
     # Columns of the paper's tables, in order: model names evaluated by the evaluate stage.
     models: list[str] = field(default_factory=lambda: ["base", "sft", "rlhf"])
     metric: str = "acc_norm"
+    compare_paper: bool = False
+    """Put the paper's published numbers (data/paper/okapi_tables.csv, Tables 3-8) beside ours with the difference,
+    and end each table with how many languages reproduce the paper within our 95 % interval (paper profiles: true)."""
+    paper_model: Literal["bloom-7b", "llama-7b"] = "bloom-7b"
+    """Which base model's tables compare_paper compares with: bloom-7b (Tables 3-5: BLOOM, BLOOMZ, SFT, RLHF) or
+    llama-7b (Tables 6-8: LLaMA, SFT, RLHF on LLaMA's 14 languages)."""
 
     def __post_init__(self) -> None:
         check(self.metric in ("acc", "acc_norm"), "report.metric", self.metric, "acc or acc_norm")

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", action="append", required=True, help="NAME=MODEL_DIR (repeatable)")
     p.add_argument("--data", required=True, type=Path, help="folder with <benchmark>.parquet")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--docs", type=Path, default=None, help="folder for per-document results, <model>/<benchmark>.jsonl")
     args = p.parse_args(argv)
     get_language(args.lang)
     cfg = load_params(args.params, lang=args.lang, sections=("evaluate",)).section("evaluate")
@@ -34,9 +35,12 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"evaluate.reference_models.{name} clashes with the pipeline's model {name!r}")
         models[name] = Path(spec)
 
-    from okapi.evaluate import evaluate_models
+    from okapi.evaluate import evaluate_models, write_doc_results
 
-    results = evaluate_models(models, args.lang, args.data, cfg)
+    docs: dict = {}
+    results = evaluate_models(models, args.lang, args.data, cfg, docs=docs)
+    if args.docs is not None:
+        write_doc_results(docs, args.docs)
     write_json({"lang": args.lang, **results}, args.out)
 
 

@@ -226,11 +226,19 @@ def test_evaluate_models_loads_each_model_once_and_reports_every_benchmark(compa
     loads = []
     real_load = ev.load_lm
     monkeypatch.setattr(ev, "load_lm", lambda path, cfg: loads.append(path) or real_load(path, cfg))
-    results = evaluate_models({"base": tiny_model_dir}, "vi", data, EvalConfig())
+    docs: dict = {}
+    results = evaluate_models({"base": tiny_model_dir}, "vi", data, EvalConfig(), docs=docs)
     assert loads == [tiny_model_dir]
     assert set(results) == {"base"} and set(results["base"]) == set(DATA)
-    for benchmark, (raw, _, ref) in runs.items():
+    for benchmark, (raw, ours, ref) in runs.items():
         got = results["base"][benchmark]
+        # Per-document correctness: one row per document, the same 0/1 as lm-eval's own samples, mean = the metric.
+        per_doc_rows = docs["base"][benchmark]
+        assert [d["doc_id"] for d in per_doc_rows] == list(range(len(DATA[benchmark])))
+        assert [(d["acc"], d["acc_norm"]) for d in per_doc_rows] == [
+            (s["acc"], s["acc_norm"]) for s in per_doc(raw, ours)
+        ]
+        assert sum(d["acc_norm"] for d in per_doc_rows) / len(per_doc_rows) == pytest.approx(got["acc_norm"])
         assert set(got) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n"}
         assert got["n"] == len(DATA[benchmark])
         assert got["acc"] == pytest.approx(raw["results"][ref]["acc,none"])
@@ -499,6 +507,8 @@ def test_reference_models_from_params_are_validated_and_evaluated(tmp_path, tiny
             str(data),
             "--out",
             str(out),
+            "--docs",
+            str(tmp_path / "docs"),
             "--params",
             str(tmp_path / "params.yaml"),
         ],
@@ -512,3 +522,10 @@ def test_reference_models_from_params_are_validated_and_evaluated(tmp_path, tiny
     result = json.loads(out.read_text())
     assert set(result) == {"lang", "base", "bloomz"}
     assert result["bloomz"]["arc"]["n"] == 2
+    # The stage's per-document output: one JSON line per scored document, per model and benchmark.
+    from okapi.io import read_jsonl
+
+    for model in ("base", "bloomz"):
+        rows = read_jsonl(tmp_path / "docs" / model / "arc.jsonl", required=("doc_id", "acc", "acc_norm"))
+        assert [r["doc_id"] for r in rows] == [0, 1]
+        assert sum(r["acc_norm"] for r in rows) / 2 == pytest.approx(result[model]["arc"]["acc_norm"])

@@ -42,7 +42,9 @@ def test_llama_profile_is_the_paper_profile_on_llamas_languages() -> None:
     assert list(llama["languages"]) == [c for c, lang in REGISTRY.items() if lang.llama and c != SOURCE_LANGUAGE]
     assert len(llama["languages"]) == 14
     assert llama["base"]["model"] == "huggyllama/llama-7b"
-    # Everything but the languages and the base model follows the paper profile: one recipe, two base models.
+    # Everything but the languages, the base model and the paper tables compared with follows the paper profile:
+    # one recipe, two base models.
+    assert llama["report"].pop("paper_model") == "llama-7b" and paper["report"].pop("paper_model") == "bloom-7b"
     assert {k: v for k, v in llama.items() if k not in ("languages", "base")} == {
         k: v for k, v in paper.items() if k not in ("languages", "base")
     }

@@ -58,9 +58,25 @@ def test_build_report_writes_tables_plots_and_summary(tmp_path):
     summary = build_report(results(), out, summary_path, MODELS)
     assert json.loads(summary_path.read_text()) == summary
     assert summary["metric"] == "acc_norm" and set(summary) == {"metric", "arc", "hellaswag"}
+    # Averages keep their keys and gain stderr (sqrt(sum se^2) / K, se = 10 points each) and n (25 per language).
     assert summary["arc"]["rlhf"] == pytest.approx(
-        {"ave_high": 33.25, "ave_medium": 34.2, "ave_low": 28.9, "average": 32.76, "languages": 5}
+        {
+            "ave_high": 33.25,
+            "ave_high_stderr": 7.0711,
+            "ave_high_n": 50,
+            "ave_medium": 34.2,
+            "ave_medium_stderr": 7.0711,
+            "ave_medium_n": 50,
+            "ave_low": 28.9,
+            "ave_low_stderr": 10.0,
+            "ave_low_n": 25,
+            "average": 32.76,
+            "average_stderr": 4.4721,
+            "average_n": 125,
+            "languages": 5,
+        }
     )
+    assert "rlhf_vs_sft" not in summary["arc"]  # no per-document results, no paired test
     for benchmark in ("arc", "hellaswag"):
         for name in (f"{benchmark}.md", f"{benchmark}.csv", f"{benchmark}.png", f"plots/{benchmark}.csv"):
             assert (out / name).is_file()
@@ -68,12 +84,14 @@ def test_build_report_writes_tables_plots_and_summary(tmp_path):
     assert not (out / "mmlu.md").exists()
     md = (out / "arc.md").read_text()
     assert "### ARC (acc_norm, %)" in md
-    assert "| Group | Language | base | sft | rlhf |" in md
-    assert "| High-Resource | Russian (ru) | 27.5 | 29.2 | 30.3 |" in md
-    assert "|  | **Ave Group** | **30.6** | **32.1** |" in md
-    assert "|  | **Average** | **30.5** | **31.4** | **32.8** |" in md
+    assert "| Group | Language | n | base | sft | rlhf | rlhf − sft | sft − base |" in md
+    assert "| High-Resource | Russian (ru) | 25 | 27.5 ± 10.0 | 29.2 ± 10.0 | 30.3 ± 10.0 | +1.1 | +1.7 |" in md
+    assert "|  | **Ave Group** | **50** | **30.6 ± 7.1** | **32.1 ± 7.1** |" in md
+    assert "|  | **Average** | **125** | **30.5 ± 4.5** | **31.4 ± 4.5** | **32.8 ± 4.5** | **+1.4** | **+0.9** |" in md
+    assert "No per-document results were found, so no paired test was run." in md
     table = list(csv.DictReader((out / "arc.csv").open()))
     assert table[-1]["language"] == "Average" and table[-1]["sft (acc_norm %)"] == "31.38"
+    assert table[-1]["sft stderr"] == "4.47" and table[-1]["sft n"] == "125" and table[-1]["rlhf-sft p"] == ""
     plot = list(csv.DictReader((out / "plots" / "arc.csv").open()))
     assert [r["lang"] for r in plot] == ["ru", "vi", "id", "hi", "bn"]
     assert plot[0] == {"lang": "ru", "group": "H", "base": "27.50", "sft": "29.20", "rlhf": "30.30"}
@@ -85,7 +103,7 @@ def test_acc_metric_and_missing_cells(tmp_path):
     summary = build_report(data, tmp_path / "r", tmp_path / "s.json", MODELS, metric="acc")
     assert summary["arc"]["base"]["average"] == pytest.approx(1.0)
     md = (tmp_path / "r" / "arc.md").read_text()
-    assert "### ARC (acc, %)" in md and "| Indonesian (id) | 1.0 | 1.0 | n/a |" in md
+    assert "### ARC (acc, %)" in md and "| Indonesian (id) | 25 | 1.0 ± 10.0 | 1.0 ± 10.0 | n/a | n/a | +0.0 |" in md
     assert summary["arc"]["rlhf"]["languages"] == 4
 
 
