@@ -69,7 +69,7 @@ def load_alpaca_seeds(path: Path) -> list[dict[str, Any]]:
     return [{**seed, "id": ALPACA_ID_PREFIX + seed["id"]} for seed in seeds]
 
 
-def load_seed_set(kind: str, project_file: Path, alpaca_dir: Path) -> list[dict[str, Any]]:
+def load_seed_set(kind: str, project_file: Path, alpaca_dir: Path | None) -> list[dict[str, Any]]:
     """The seed tasks of ``kind``: ``project`` -> the project's file as is; ``alpaca`` -> Alpaca's seed tasks
     (``alpaca_dir/seed_tasks.jsonl``) followed by the project's Okapi-category seeds."""
     from okapi.selfinstruct import load_seeds
@@ -80,6 +80,11 @@ def load_seed_set(kind: str, project_file: Path, alpaca_dir: Path) -> list[dict[
     okapi = okapi_category_seeds(project, project_file)
     if kind == "project":
         return project
+    if alpaca_dir is None:
+        raise DataError(
+            "generate.seed_tasks = 'alpaca' needs the folder of Alpaca's seed tasks: pass --alpaca-seeds "
+            "(dvc.yaml passes data/seeds/alpaca)"
+        )
     alpaca = load_alpaca_seeds(alpaca_dir / ALPACA_FILE)
     log.info("seed tasks: %d of Alpaca's and %d in Okapi's new categories", len(alpaca), len(okapi))
     return alpaca + okapi

@@ -17,8 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--alpaca-seeds",
         type=Path,
-        default=Path("data/seeds/alpaca"),
-        help="folder of Alpaca's seed_tasks.jsonl (python -m okapi.seeds fetch), read with generate.seed_tasks: alpaca",
+        help="folder of Alpaca's seed_tasks.jsonl (python -m okapi.seeds fetch); needed with generate.seed_tasks: alpaca",
     )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--cache", required=True, type=Path, help="teacher response cache (JSON Lines)")

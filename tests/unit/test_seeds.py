@@ -93,6 +93,8 @@ def test_project_file_without_okapi_categories_or_with_an_unknown_one_is_refused
     odd.write_text(json.dumps({**alpaca_records(1)[0], "okapi_category": "poetry"}) + "\n")
     with pytest.raises(DataError, match="okapi_category 'poetry'; allowed: relation_extraction"):
         load_seed_set("project", odd, tmp_path)
+    with pytest.raises(DataError, match="needs the folder of Alpaca's seed tasks: pass --alpaca-seeds"):
+        load_seed_set("alpaca", PROJECT, None)
     with pytest.raises(DataError, match="generate.seed_tasks = 'both' is invalid"):
         load_seed_set("both", PROJECT, tmp_path)
 
