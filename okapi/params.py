@@ -1,7 +1,7 @@
 """params.yaml -> validated config objects, with per-language overrides.
 
 Layout of params.yaml: one section per stage (``teacher``, ``generate``, ``translate``, ``sft``, ``sft_full``,
-``sample``, ``rank``, ``rm``, ``ppo``, ``evaluate``, ``report``, ``released``), ``base`` and ``seed``, and ``languages``: a mapping
+``sample``, ``rank``, ``rm``, ``ppo``, ``evaluate``, ``report``, ``released``), ``base``, the launchers, and ``languages``: a mapping
 from a Table 1 language code to that language's overrides of any stage section, e.g.::
 
     languages:
@@ -68,7 +68,13 @@ class ReportConfig:
         check(len(self.models) >= 1, "report.models", self.models, "a non-empty list of model names")
 
 
-_KNOWN_TOP = set(SECTIONS) | {"seed", "base", "languages", "report", "launcher", "ppo_launcher"}
+_KNOWN_TOP = set(SECTIONS) | {"base", "languages", "report", "launcher", "ppo_launcher"}
+# Keys that older params files hold and no stage reads any more, with what replaced them.
+_RETIRED = {
+    "seed": "every stage that draws random numbers has its own seed (generate.seed, translate.seed, sft.seed, "
+    "sft_full.seed, sample.seed, rm.seed, ppo.seed, evaluate.seed, released.seed) and base, rank and report draw "
+    "none; delete the top-level seed",
+}
 
 
 def _config_class(section: str) -> type:
@@ -96,6 +102,9 @@ def read_params_file(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid YAML ({err})") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+    retired = sorted(set(raw) & set(_RETIRED))
+    if retired:
+        raise ConfigError(f"{p}: parameter {retired[0]} is no longer read: {_RETIRED[retired[0]]}")
     unknown = sorted(set(raw) - _KNOWN_TOP)
     if unknown:
         raise ConfigError(f"{p}: unknown section {unknown[0]!r}; allowed sections: {', '.join(sorted(_KNOWN_TOP))}")
@@ -130,8 +139,6 @@ class Params:
                     + ", ".join(self.languages)
                     + ")"
                 )
-        self.seed: int = raw.get("seed", 1234)
-        check(isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed", self.seed, "an integer")
         self.base = from_dict(BaseModelConfig, raw.get("base"), "base")
         self.report = from_dict(ReportConfig, raw.get("report"), "report")
 

@@ -473,16 +473,11 @@ def _scores(
 def split_heldout_prompts(
     rows: list[dict[str, Any]], fraction: float, seed: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, heldout) rows: ``ceil(fraction x n)`` prompts held out by id, at least one prompt left to train on.
+    """(train, heldout) rows split by prompt (instruction and input, not id): ``ceil(fraction x prompts)`` held
+    out, at least one, and at least one left to train on; no prompt is on both sides (okapi.splits)."""
+    from okapi.splits import split_by_prompt
 
-    Chosen from the sorted ids, so the split does not depend on row order and reruns pick the same prompts.
-    """
-    if fraction <= 0 or len(rows) < 2:
-        return list(rows), []
-    ids = sorted({str(r.get("id")) for r in rows})
-    n_held = max(1, min(math.ceil(fraction * len(ids)), len(ids) - 1))
-    held = set(random.Random(seed).sample(ids, n_held))
-    return [r for r in rows if str(r.get("id")) not in held], [r for r in rows if str(r.get("id")) in held]
+    return split_by_prompt(rows, fraction, seed, min_heldout=1)
 
 
 @torch.no_grad()

@@ -9,8 +9,6 @@ and evaluation see exactly the inputs the reward model was trained on.
 from __future__ import annotations
 
 import logging
-import math
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from okapi.modeling import (
 )
 from okapi.prompting import format_prompt
 from okapi.sft import accumulation_steps, trainer_args
+from okapi.splits import PromptGroupSampler, prompt_groups, prompt_key, split_by_prompt
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +142,28 @@ def _check_pairs(pairs: list[dict[str, Any]]) -> None:
 
 
 def split_heldout(pairs: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, heldout) split by prompt id, so no prompt has pairs on both sides."""
-    ids = sorted({p["id"] for p in pairs})
-    n_held = math.ceil(fraction * len(ids)) if fraction > 0 and len(ids) > 1 else 0
-    n_held = max(0, min(n_held, len(ids) - 1))
-    held = set(random.Random(seed).sample(ids, n_held))
-    return [p for p in pairs if p["id"] not in held], [p for p in pairs if p["id"] in held]
+    """(train, heldout) split by prompt (instruction and input), so no prompt has pairs on both sides."""
+    return split_by_prompt(pairs, fraction, seed)
+
+
+def _grouped_trainer(base: type) -> type:
+    """``base`` (TRL's RewardTrainer) with the pairs of one prompt kept together in the training order."""
+
+    class GroupedRewardTrainer(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, pair_groups: list[int], **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.pair_groups = pair_groups
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> PromptGroupSampler:
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if len(dataset) != len(self.pair_groups):
+                # TRL dropped or added rows: the groups would no longer match the pairs they were computed for.
+                raise DataError(
+                    f"reward model: the trainer holds {len(dataset)} pairs but {len(self.pair_groups)} were grouped"
+                )
+            return PromptGroupSampler(self.pair_groups, self.args.seed)
+
+    return GroupedRewardTrainer
 
 
 def _tmp_dir(out_dir: Path) -> Path:
@@ -219,8 +234,13 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
         max_length=cfg.max_length,
     )
     columns = {"chosen_ids": [p["chosen_ids"] for p in train], "rejected_ids": [p["rejected_ids"] for p in train]}
-    trainer = RewardTrainer(
-        model=model, args=args, train_dataset=Dataset.from_dict(columns), processing_class=tokenizer
+    # The pairs of one prompt stay together in each epoch's order (okapi.splits.PromptGroupSampler).
+    trainer = _grouped_trainer(RewardTrainer)(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(columns),
+        processing_class=tokenizer,
+        pair_groups=prompt_groups(train),
     )
     if trainer.is_world_process_zero() and tmp.exists():
         shutil.rmtree(tmp)
@@ -244,6 +264,8 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
         "heldout_margin": margin,
         "heldout_pairs": len(heldout),
         "train_pairs": len(train),
+        "heldout_prompts": len({prompt_key(p) for p in heldout}),
+        "train_prompts": len({prompt_key(p) for p in train}),
         "dropped_too_long": dropped,
         "steps": int(trainer.state.global_step),
         "epochs": float(trainer.state.epoch or 0.0),

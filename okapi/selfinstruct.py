@@ -21,7 +21,7 @@ import string
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from okapi.config import check
 from okapi.io import DataError, read_jsonl
@@ -100,6 +100,10 @@ class GenerateConfig:
     max_tokens: int = 2048
     structured: bool = True  # JSON via GENERATION_SCHEMA (small teachers); false: the paper's numbered list
     avg_similarity: bool = True  # also record Alpaca's average similarity (costs an LCS per sharing pool item)
+    seed_tasks: Literal["project", "alpaca"] = "project"
+    """Where the in-context examples come from (okapi.seeds): ``project``, the project's 25 general and 30
+    Okapi-category seed tasks; ``alpaca``, Alpaca's 175 published seed tasks (fetched with
+    ``python -m okapi.seeds fetch``) plus the 30 Okapi-category ones, as in the paper (§2.1)."""
 
     def __post_init__(self) -> None:
         check(self.num_instructions >= 1, "generate.num_instructions", self.num_instructions, "an integer >= 1")
@@ -126,6 +130,7 @@ class GenerateConfig:
         )
         check(0.0 <= self.temperature <= 2.0, "generate.temperature", self.temperature, "a number in [0, 2]")
         check(self.max_tokens >= 16, "generate.max_tokens", self.max_tokens, "an integer >= 16")
+        check(self.seed_tasks in ("project", "alpaca"), "generate.seed_tasks", self.seed_tasks, "project or alpaca")
 
 
 # -- inputs --------------------------------------------------------------------------------------------------------

@@ -13,7 +13,12 @@ from okapi.schemas import INSTRUCTIONS
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--seeds", required=True, type=Path)
+    p.add_argument("--seeds", required=True, type=Path, help="the project's seed tasks (Alpaca's format)")
+    p.add_argument(
+        "--alpaca-seeds",
+        type=Path,
+        help="folder of Alpaca's seed_tasks.jsonl (python -m okapi.seeds fetch); needed with generate.seed_tasks: alpaca",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--cache", required=True, type=Path, help="teacher response cache (JSON Lines)")
     p.add_argument("--metrics", required=True, type=Path)
@@ -29,10 +34,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
 
-    from okapi.selfinstruct import generate, load_pool, load_seeds
+    from okapi.seeds import load_seed_set
+    from okapi.selfinstruct import generate, load_pool
     from okapi.teacher import open_teacher
 
-    seeds = load_seeds(args.seeds)
+    seeds = load_seed_set(gcfg.seed_tasks, args.seeds, args.alpaca_seeds)
     pool = load_pool(gcfg.pool_path, gcfg.pool_limit) if gcfg.pool_path else []
     with open_teacher(tcfg, args.cache) as teacher:
         rows, metrics = generate(teacher, seeds, pool, gcfg)

@@ -17,7 +17,7 @@ from okapi.sampling import encode_prompts, eos_ids, generate, response_mask
 ROWS = [{"id": f"q{i:02d}", "instruction": f"Give three tips number {i}.", "input": ""} for i in range(10)]
 
 
-def test_split_holds_out_whole_prompts_by_id_reproducibly() -> None:
+def test_split_holds_out_whole_prompts_reproducibly() -> None:
     train, held = split_heldout_prompts(ROWS, 0.3, seed=0)
     assert len(held) == 3 and len(train) == 7
     assert {r["id"] for r in train}.isdisjoint(r["id"] for r in held)

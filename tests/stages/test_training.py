@@ -190,6 +190,44 @@ def test_reward_model_trains_and_counts_long_pairs(base_dir: Path, tmp_path: Pat
     assert good > bad
 
 
+def test_reward_model_trains_on_a_prompts_pairs_together(
+    base_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import okapi.reward
+    from okapi.splits import PromptGroupSampler, prompt_key
+
+    # rank.pairs: all with T = 3: three pairs per prompt; ids as okapi.ranking.make_pairs writes them.
+    pairs = [
+        {**p, "id": f"q{i}:{c}>{r}", "rejected": p["rejected"] + " " * c}
+        for i, p in enumerate(toy_pairs(4))
+        for c, r in ((1, 2), (1, 3), (2, 3))
+    ]
+    orders: list[list[str]] = []
+
+    class Recording(PromptGroupSampler):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            order = list(super().__iter__())
+            orders.append([str(self.members_of[i]) for i in order])
+            return iter(order)
+
+        def __init__(self, groups, seed):  # type: ignore[no-untyped-def]
+            super().__init__(groups, seed)
+            self.members_of = list(groups)
+
+    monkeypatch.setattr(okapi.reward, "PromptGroupSampler", Recording)
+    cfg = RewardConfig(
+        batch_size=3, per_device_train_batch_size=3, num_train_epochs=2, max_length=96, eval_fraction=0.25
+    )
+    metrics = train_reward_model(base_dir, pairs, tmp_path / "rm", cfg)
+    assert metrics["heldout_prompts"] == 1 and metrics["heldout_pairs"] == 3
+    assert metrics["train_prompts"] == 3 and metrics["train_pairs"] == 9 and metrics["steps"] == 6
+    assert len(orders) == 2  # one order per epoch, each with every training pair once, a prompt's pairs in a row
+    for order in orders:
+        assert len(order) == 9 and [order[k] for k in range(0, 9, 3)] == [order[k + 2] for k in range(0, 9, 3)]
+        assert len(set(order)) == 3
+    assert len({prompt_key(p) for p in pairs}) == 4
+
+
 def test_reward_model_needs_training_pairs(base_dir: Path, tmp_path: Path) -> None:
     long = {**toy_pairs(1)[0], "chosen": "word " * 300}
     with pytest.raises(DataError, match="no training pair left"):

@@ -99,8 +99,9 @@ class _Captured(Exception):
         self.training_args = args
 
 
-def _capture_trainer(*_: Any, args: Any, **__: Any) -> None:
-    raise _Captured(args)
+class _capture_trainer:  # noqa: N801 - stands in for a trainer class; a class so okapi.reward can subclass it
+    def __init__(self, *_: Any, args: Any, **__: Any) -> None:
+        raise _Captured(args)
 
 
 def test_sft_accumulation_divides_by_the_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
