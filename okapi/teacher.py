@@ -28,7 +28,7 @@ import ssl
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -728,19 +728,25 @@ def _short(err: openai.APIStatusError) -> str:
     return msg[:300]
 
 
-def failure_rate(outcomes: Sequence[Outcome]) -> float:
-    return sum(not o.ok for o in outcomes) / len(outcomes) if outcomes else 0.0
+def enforce_failure_rate(
+    what: str, failed: int, total: int, cfg: TeacherConfig, reasons: Mapping[str, int] | None = None
+) -> float:
+    """The one rule every teacher stage (generate, translate, rank) applies to what it bought from the teacher.
 
-
-def check_failure_rate(outcomes: Sequence[Outcome], cfg: TeacherConfig, what: str) -> None:
-    """Stop the stage when too many answers were rejected (DESIGN: never a silent default)."""
-    rate = failure_rate(outcomes)
+    ``failed`` of ``total`` units (requested instructions, translated rows or records, ranked prompts) came back
+    unusable. Above ``teacher.max_failure_rate`` the stage stops with one sentence instead of passing an empty or
+    thin output on to the next stage (DESIGN: never a silent default). It raises before the stage writes its
+    outputs; the teacher cache is already on disk, so a rerun after fixing the cause pays for nothing twice.
+    Returns the rate (0.0 when nothing was asked).
+    """
+    rate = failed / total if total else 0.0
     if rate > cfg.max_failure_rate:
-        reasons = Counter(o.reason for o in outcomes if not o.ok).most_common(3)
+        top = ", ".join(f"{k} ({v})" for k, v in Counter(reasons or {}).most_common(3) if v) or "none recorded"
         raise TeacherFatalError(
-            f"{what}: {rate:.0%} of {len(outcomes)} teacher answers were rejected, above "
-            f"teacher.max_failure_rate = {cfg.max_failure_rate}; most common reasons: {reasons}"
+            f"{what}: {failed} of {total} ({rate:.0%}) were unusable, above teacher.max_failure_rate = "
+            f"{cfg.max_failure_rate}; most common reasons: {top}"
         )
+    return rate
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from okapi.config import check
+from okapi.config import ConfigError, check
 from okapi.io import DataError
 from okapi.languages import get_language
 from okapi.teacher import ChatRequest, ParseError
@@ -514,6 +514,35 @@ def _metrics(out: list[dict[str, Any]], results: dict[str, _Result]) -> dict[str
         "answers": answers,
         "reasked_rows": sum(1 for r in results.values() if r.attempts > 1),
     }
+
+
+# -- split files ----------------------------------------------------------------------------------------------------
+PROMPT_SPLITS = ("sft", "full", "rank", "ppo")
+_PROMPT_FIELDS = ("id", "lang", "instruction", "input", "output")
+
+
+def prompt_splits(translated: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The accepted translations as the per-split prompt files the training stages read.
+
+    Input columns: schemas.TRANSLATIONS (rows with status "ok" are used, the rest are left out).
+    Output columns: schemas.PROMPTS, one list per split: "sft" (the pool part, the RLHF track's SFT data), "full"
+    (every accepted row: the SFT-only baseline), "rank" and "ppo" (the generated parts).
+    """
+    accepted = [r for r in translated if r["status"] == "ok"]
+    return {
+        name: [{k: r[k] for k in _PROMPT_FIELDS} for r in accepted if name == "full" or r["split"] == name]
+        for name in PROMPT_SPLITS
+    }
+
+
+def check_splits(splits: dict[str, list[dict[str, Any]]], lang: str) -> None:
+    """Stop before writing when a split that a later stage trains on came out empty."""
+    for name, rows in splits.items():
+        if not rows:
+            raise ConfigError(
+                f"translate@{lang}: the {name!r} split is empty after translation; raise "
+                "generate.num_instructions or translate.limit so every split gets rows"
+            )
 
 
 # -- evaluation sets ----------------------------------------------------------------------------------------------
