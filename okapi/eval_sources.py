@@ -16,8 +16,8 @@ from typing import Any
 
 from okapi.config import ConfigError
 from okapi.io import DataError, read_jsonl
+from okapi.schemas import BENCHMARKS
 
-BENCHMARKS = ("arc", "mmlu", "hellaswag")
 LETTERS = "ABCDE"
 _HUB_SPEC = re.compile(r"(?P<name>[\w.-]+/[\w.-]+)(?::(?P<config>[\w.-]+))?@(?P<split>[\w.-]+)")
 

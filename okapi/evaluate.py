@@ -28,27 +28,30 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from okapi import schemas
 from okapi.config import ConfigError, check
 from okapi.io import DataError, read_rows, write_json
 from okapi.languages import REGISTRY
+from okapi.schemas import (
+    BENCHMARK_SCHEMA,
+    BENCHMARKS,
+    LETTERS,
+    MMLU_OPTIONS,
+    OPTION_FIELDS,
+    record_name,
+    record_problem,
+)
 
 if TYPE_CHECKING:  # heavy imports stay out of module import: validation and --help need no torch
     from lm_eval.api.model import LM
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS: tuple[str, ...] = ("arc", "hellaswag", "mmlu")
-LETTERS = ("A", "B", "C", "D", "E")
-OPTION_FIELDS = tuple(f"option_{c.lower()}" for c in LETTERS)
-SCHEMA = {"arc": schemas.MULTIPLE_CHOICE, "mmlu": schemas.MULTIPLE_CHOICE, "hellaswag": schemas.HELLASWAG}
 # The split each benchmark is scored on and the split its few-shot examples come from in Okapi's release
 # (lm-eval's okapi tasks: ARC test with train shots, MMLU test with the first dev shots, HellaSwag val only).
 EVAL_SPLIT = {"arc": "test", "mmlu": "test", "hellaswag": "val"}
 FEWSHOT_SPLIT: dict[str, str | None] = {"arc": "train", "mmlu": "dev", "hellaswag": None}
 # lm-eval's okapi MMLU takes its shots in file order ("first_n"); ARC and HellaSwag sample them at random.
 FEWSHOT_SAMPLER = {"arc": "default", "mmlu": "first_n", "hellaswag": "default"}
-MMLU_OPTIONS = 4  # the okapi MMLU prompt always lists A. to D.
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 RESULT_KEYS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n")
 
@@ -170,48 +173,6 @@ def process_hellaswag_docs(dataset: Any) -> Any:
 # --- validation ----------------------------------------------------------------------------------------------------
 
 
-def record_problem(benchmark: str, rec: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, what is wrong) for the first problem in one record, or None when the record is usable."""
-    if benchmark == "hellaswag":
-        for key in ("activity_label", "ctx_a", "ctx_b"):
-            if not isinstance(rec.get(key), str):
-                return key, "is missing (a string is required; ctx_b may be empty)"
-        if not (rec["activity_label"] + rec["ctx_a"] + rec["ctx_b"]).strip():
-            return "ctx_a", "is empty (the context needs text)"
-        endings = rec.get("endings")
-        if not isinstance(endings, list) or len(endings) < 2:
-            return "endings", "must be a list of at least 2 endings"
-        for i, ending in enumerate(endings):
-            if not isinstance(ending, str) or not ending.strip():
-                return "endings", f"ending {i} is empty"
-        label = rec.get("label")
-        label = label.strip() if isinstance(label, str) else label
-        if not isinstance(label, str) or not label.isdigit() or int(label) >= len(endings):
-            return "label", f"= {rec.get('label')!r} is not an ending index; allowed: '0'..'{len(endings) - 1}'"
-        return None
-    if not isinstance(rec.get("instruction"), str) or not rec["instruction"].strip():
-        return "instruction", "is missing or empty"
-    present = [bool(isinstance(rec.get(f), str) and rec[f]) for f in OPTION_FIELDS]
-    n = sum(present)
-    if n < 2:
-        return "options", f"has {n} option(s); at least 2 (option_a, option_b, ...) are required"
-    if not all(present[:n]):
-        gap = OPTION_FIELDS[present.index(False)]
-        return gap, "is missing while a later option is set; options must fill option_a, option_b, ... in order"
-    if benchmark == "mmlu" and n != MMLU_OPTIONS:
-        return "options", f"has {n} options; MMLU records need exactly 4 (option_a..option_d, option_e empty)"
-    allowed = LETTERS[:n]
-    if rec.get("answer") not in allowed:
-        return "answer", f"= {rec.get('answer')!r} is not one of its options; allowed: {', '.join(allowed)}"
-    return None
-
-
-def record_name(benchmark: str, rec: dict[str, Any], index: int) -> str:
-    key = "ind" if benchmark == "hellaswag" else "id"
-    value = rec.get(key)
-    return f"record {index} ({key}={value!r})" if value is not None else f"record {index}"
-
-
 def validate_records(benchmark: str, rows: list[dict[str, Any]], where: str) -> None:
     if not rows:
         raise DataError(f"{where}: no records; a {benchmark} file needs at least one")
@@ -236,7 +197,7 @@ def _check_lang(lang: str) -> None:
 def load_benchmark_file(benchmark: str, path: Path) -> list[dict[str, Any]]:
     """Read and validate one benchmark Parquet file (schema, then every record)."""
     _check_benchmark(benchmark)
-    rows = read_rows(path, SCHEMA[benchmark])
+    rows = read_rows(path, BENCHMARK_SCHEMA[benchmark])
     validate_records(benchmark, rows, str(path))
     return rows
 

@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from okapi import schemas
 from okapi.config import ConfigError
-from okapi.evaluate import BENCHMARKS, OPTION_FIELDS, record_name, record_problem
 from okapi.io import DataError, read_jsonl, write_parquet
 from okapi.languages import REGISTRY
+from okapi.schemas import BENCHMARK_SCHEMA, BENCHMARKS, OPTION_FIELDS, record_name, record_problem
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "mmlu": ("dev", "val", "test"),
     "hellaswag": ("val",),
 }
-SCHEMA = {"arc": schemas.MULTIPLE_CHOICE, "mmlu": schemas.MULTIPLE_CHOICE, "hellaswag": schemas.HELLASWAG}
 _FILE_NAME = re.compile(r"(?P<lang>[a-z]{2,3})_(?P<split>[a-z]+)\.jsonl?")
 
 
@@ -109,7 +107,7 @@ def import_split(benchmark: str, src: Path, out_file: Path) -> dict[str, int]:
     records = read_jsonl(src)
     kept = convert_records(benchmark, records, src)
     if kept:
-        write_parquet(kept, out_file, SCHEMA[benchmark])
+        write_parquet(kept, out_file, BENCHMARK_SCHEMA[benchmark])
     else:
         log.error("%s: every record was rejected; %s not written", src, out_file)
     return {"read": len(records), "written": len(kept), "rejected": len(records) - len(kept)}

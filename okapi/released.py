@@ -36,7 +36,7 @@ from typing import Any
 from okapi.config import ConfigError, check
 from okapi.io import DataError, read_jsonl, read_rows, write_json, write_parquet
 from okapi.languages import get_language
-from okapi.schemas import PAIRS, PROMPTS
+from okapi.schemas import BENCHMARK_SCHEMA, PAIRS, PROMPTS
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def convert_language(src: Path, lang: str, out: Path, cfg: ReleasedConfig) -> di
     sft/full/ppo.parquet (PROMPTS), ranking -> pairs.parquet (PAIRS) and rank.parquet (its prompts), eval ->
     eval/<benchmark>_<split>.parquet. Everything is read and checked before anything is written. Returns the
     metrics."""
-    from okapi.import_eval import SCHEMA, convert_records
+    from okapi.import_eval import convert_records
 
     outputs: list[tuple[list[dict[str, Any]], Path, Any]] = []
     files: dict[str, Any] = {}
@@ -327,7 +327,7 @@ def convert_language(src: Path, lang: str, out: Path, cfg: ReleasedConfig) -> di
                     raise DataError(
                         f"{path}: none of its {len(records)} records can be scored (reasons in the log above)"
                     )
-                outputs.append((kept, out / "eval" / f"{bench}_{split}.parquet", SCHEMA[bench]))
+                outputs.append((kept, out / "eval" / f"{bench}_{split}.parquet", BENCHMARK_SCHEMA[bench]))
                 files["eval"][f"{bench}_{split}"] = {"read": len(records), "kept": len(kept)}
     for rows, path, schema in outputs:
         write_parquet(rows, path, schema)
@@ -355,13 +355,12 @@ def read_converted_instructions(src: Path) -> tuple[list[dict[str, Any]], dict[s
 
 def read_converted_eval(src: Path, lang: str) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
     """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder."""
-    from okapi.import_eval import SCHEMA
 
     if not (src / "eval").is_dir():
         raise DataError(f"{src}/eval: missing; released@{lang} did not convert the evaluation files")
     evals = {}
     for path in sorted((src / "eval").glob("*.parquet")):
-        schema = SCHEMA[path.stem.split("_")[0]]
+        schema = BENCHMARK_SCHEMA[path.stem.split("_")[0]]
         evals[path.stem] = (schema, read_rows(path, schema))
     return evals
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from okapi.config import ConfigError, check
 from okapi.io import DataError
 from okapi.languages import get_language
+from okapi.schemas import BENCHMARKS, OPTION_FIELDS
 from okapi.teacher import ChatRequest, ParseError
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class TranslateConfig:
     max_tokens: int | None = None  # None: the teacher's default
 
     def __post_init__(self) -> None:
-        from okapi.eval_sources import BENCHMARKS, parse_hub_spec
+        from okapi.eval_sources import parse_hub_spec
 
         for bench, spec in self.eval_sources.items():
             check(bench in BENCHMARKS, f"translate.eval_sources.{bench}", spec, f"keys among {', '.join(BENCHMARKS)}")
@@ -546,7 +547,6 @@ def check_splits(splits: dict[str, list[dict[str, Any]]], lang: str) -> None:
 
 
 # -- evaluation sets ----------------------------------------------------------------------------------------------
-_MC_OPTIONS = ("option_a", "option_b", "option_c", "option_d", "option_e")
 
 
 def _eval_fields(benchmark: str, rec: dict[str, Any], number: int) -> dict[str, str]:
@@ -557,7 +557,7 @@ def _eval_fields(benchmark: str, rec: dict[str, Any], number: int) -> dict[str, 
             if not isinstance(rec.get(key), str):
                 raise DataError(f"{where}: field {key!r} must be a string")
         fields = {"instruction": rec["instruction"]}
-        for key in _MC_OPTIONS:
+        for key in OPTION_FIELDS:
             value = rec.get(key)
             if value is not None and not isinstance(value, str):
                 raise DataError(f"{where}: field {key!r} must be a string or null")
@@ -604,7 +604,7 @@ def translate_eval(
         t = res.value
         if benchmark in ("arc", "mmlu"):
             row = {"id": rec["id"], "answer": rec["answer"], "instruction": t["instruction"]}
-            for opt in _MC_OPTIONS:
+            for opt in OPTION_FIELDS:
                 row[opt] = t.get(opt, rec.get(opt)) if rec.get(opt) is not None else None
         else:
             ctx_a, ctx_b = t.get("ctx_a", rec["ctx_a"]), t.get("ctx_b", rec["ctx_b"])

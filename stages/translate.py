@@ -11,9 +11,7 @@ from okapi.config import ConfigError
 from okapi.io import ensure_file, read_rows, write_json, write_parquet
 from okapi.languages import get_language
 from okapi.params import load_params
-from okapi.schemas import HELLASWAG, INSTRUCTIONS, MULTIPLE_CHOICE, PROMPTS, TRANSLATIONS
-
-BENCHMARKS = {"arc": MULTIPLE_CHOICE, "mmlu": MULTIPLE_CHOICE, "hellaswag": HELLASWAG}
+from okapi.schemas import BENCHMARK_SCHEMA, INSTRUCTIONS, PROMPTS, TRANSLATIONS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics["eval"] = {}
             for bench, records in load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit).items():
                 done, metrics["eval"][bench] = translate_eval(teacher, bench, records, args.lang, cfg)
-                eval_sets[bench] = (BENCHMARKS[bench], done)
+                eval_sets[bench] = (BENCHMARK_SCHEMA[bench], done)
         metrics["teacher"] = teacher.account() if teacher is not None else {"requests_sent": 0}
     if teacher is None:
         ensure_file(args.cache)  # a DVC output even when no request is made
