@@ -38,6 +38,7 @@ from okapi.io import DataError, atomic_dir, replace_dir, write_json
 from okapi.modeling import check_launch, decoder_layers, load_causal_lm, trainable_top_layers
 from okapi.prompting import format_prompt
 from okapi.sampling import decode_responses, encode_prompts, eos_ids, generate, response_mask
+from okapi.training import tmp_dir
 
 log = logging.getLogger(__name__)
 
@@ -552,15 +553,11 @@ def mean_heldout_reward(
     return evaluate_heldout(lm, tokenizer, prompts, reward_fn, cfg, accelerator)[0]
 
 
-def _tmp_dir(out_dir: Path) -> Path:
-    return out_dir.parent / f".{out_dir.name}.tmp"
-
-
 def save_policy(policy: PolicyWithValue, tokenizer: Any, out_dir: Path) -> None:
     """Plain HF causal-LM folder (loadable by AutoModelForCausalLM) plus value_head.safetensors, atomically."""
     from safetensors.torch import save_file
 
-    tmp = _tmp_dir(out_dir)
+    tmp = tmp_dir(out_dir)
     if tmp.exists():
         shutil.rmtree(tmp)
     policy.lm.save_pretrained(tmp, safe_serialization=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 
 from okapi.config import check
-from okapi.io import DataError, replace_dir
+from okapi.io import DataError
 from okapi.modeling import (
     check_model_folder,
     default_device,
@@ -28,7 +27,7 @@ from okapi.modeling import (
     world_size,
 )
 from okapi.prompting import format_prompt
-from okapi.sft import accumulation_steps, trainer_args
+from okapi.training import accumulation_steps, tmp_dir, train_and_save, trainer_args, trainer_metrics
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +150,6 @@ def split_heldout(pairs: list[dict[str, Any]], fraction: float, seed: int) -> tu
     return [p for p in pairs if p["id"] not in held], [p for p in pairs if p["id"] in held]
 
 
-def _tmp_dir(out_dir: Path) -> Path:
-    return out_dir.parent / f".{out_dir.name}.tmp"
-
-
 def heldout_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], batch_size: int) -> tuple[float, float]:
     """(accuracy, mean margin) of r(chosen) > r(rejected) over ``pairs``; a tie counts as wrong."""
     if not pairs:
@@ -211,9 +206,8 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
 
     n_proc = world_size()
     accum = accumulation_steps(cfg.batch_size, cfg.per_device_train_batch_size, n_proc)
-    tmp = _tmp_dir(out_dir)
     args = TRLRewardConfig(
-        output_dir=str(tmp),
+        output_dir=str(tmp_dir(out_dir)),
         **trainer_args(cfg, accum),
         optim="adamw_torch",
         max_length=cfg.max_length,
@@ -222,35 +216,17 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=Dataset.from_dict(columns), processing_class=tokenizer
     )
-    if trainer.is_world_process_zero() and tmp.exists():
-        shutil.rmtree(tmp)
-    trainer.accelerator.wait_for_everyone()
-    result = trainer.train()
-    trainer.save_model(str(tmp))
-    trainer.accelerator.wait_for_everyone()
+    result = train_and_save(trainer, out_dir)
     trained = trainer.accelerator.unwrap_model(trainer.model)
     acc, margin = heldout_accuracy(trained, tokenizer, heldout, cfg.score_batch_size)
-    if trainer.is_world_process_zero():
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-        replace_dir(tmp, out_dir)
-    trainer.accelerator.wait_for_everyone()
-    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
     metrics = {
-        "train_loss": float(result.training_loss),
-        "first_loss": losses[0] if losses else float("nan"),
-        "last_loss": losses[-1] if losses else float("nan"),
+        **trainer_metrics(trainer, result),
         "heldout_accuracy": acc,
         "heldout_accuracy_init": acc_init,
         "heldout_margin": margin,
         "heldout_pairs": len(heldout),
         "train_pairs": len(train),
         "dropped_too_long": dropped,
-        "steps": int(trainer.state.global_step),
-        "epochs": float(trainer.state.epoch or 0.0),
-        "effective_batch_size": int(
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes
-        ),
-        "processes": int(trainer.accelerator.num_processes),
     }
     log.info("reward model done: %s", metrics)
     return metrics

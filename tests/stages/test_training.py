@@ -21,7 +21,8 @@ from okapi.ppo import VALUE_HEAD_FILE, PolicyWithValue, PPOConfig, train_ppo
 from okapi.prompting import format_prompt
 from okapi.reward import RewardConfig, score_texts, train_reward_model
 from okapi.sampling import SampleConfig, sample_responses
-from okapi.sft import SFTConfig, accumulation_steps, build_sft_trainer, train_sft
+from okapi.sft import SFTConfig, build_sft_trainer, train_sft
+from okapi.training import accumulation_steps
 
 ROWS = [
     {"id": f"r{i}", "lang": "vi", "instruction": f"Give three tips number {i}.", "input": inp, "output": out}
