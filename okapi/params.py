@@ -35,7 +35,7 @@ SECTIONS: dict[str, str] = {
     "sample": "okapi.sampling:SampleConfig",
     "rank": "okapi.ranking:RankConfig",
     "rm": "okapi.reward:RewardConfig",
-    "ppo": "okapi.ppo:PPOConfig",
+    "ppo": "okapi.ppo.config:PPOConfig",
     "evaluate": "okapi.evaluate:EvalConfig",
     "released": "okapi.released:ReleasedConfig",
 }

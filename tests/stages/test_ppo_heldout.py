@@ -73,8 +73,7 @@ def test_ppo_with_a_heldout_slice_reports_the_final_policys_kl(tiny_model_dir: P
         heldout_fraction=0.2,
         heldout_samples=3,
     )
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "ppo", cfg, reward_fn=reward)
-    history = metrics["history"]
+    metrics, history = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "ppo", cfg, reward_fn=reward)
     assert metrics["heldout_prompts"] == 2 and metrics["heldout_samples"] == 6 and metrics["prompts"] == 8
     assert metrics["steps"] == 2  # one epoch over 8 training prompts in batches of 4
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the first batch is sampled before any update

@@ -81,7 +81,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     cfg = PPOConfig(**CFG)
     reward, calls = make_reward()
     plain = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "plain", cfg, reward_fn=reward)
-    assert plain["steps"] == 5 and len(calls) == 6  # five steps, then the final policy's KL samples
+    assert plain[0]["steps"] == 5 and len(calls) == 6  # five steps, then the final policy's KL samples
 
     # Killed while scoring step 4: steps 1-3 ran, the last checkpoint is step 2's (checkpoint_every = 2).
     ckpt = tmp_path / "ckpt"
@@ -99,7 +99,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     assert "resuming from step 2 of 5" in ppo_log.text
     assert len(calls) == 3 + 1  # only steps 3-5 ran again
     assert_same_weights(tmp_path / "plain", tmp_path / "resumed")
-    assert resumed["history"] == plain["history"]  # losses, rewards and KLs of every step, bit for bit
+    assert resumed[1] == plain[1]  # history: losses, rewards and KLs of every step, bit for bit
     assert resumed == plain
     assert state(ckpt)["step"] == 5  # the last step is always saved
 
@@ -125,14 +125,18 @@ def test_longer_runs_resume_and_changed_params_start_fresh(
     ppo_log.clear()
     longer = PPOConfig(**{**CFG, "max_steps": 2, "checkpoint_every": 1})
     reward, calls = make_reward()
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", longer, reward_fn=reward, checkpoint_dir=ckpt)
+    metrics, _ = train_ppo(
+        tiny_model_dir, None, ROWS, None, tmp_path / "o", longer, reward_fn=reward, checkpoint_dir=ckpt
+    )
     assert "resuming from step 1 of 2" in ppo_log.text and len(calls) == 1 + 1 and metrics["steps"] == 2
 
     # A new learning rate is another run: the checkpoint is ignored (and says why), then overwritten.
     ppo_log.clear()
     other = PPOConfig(**{**CFG, "max_steps": 2, "checkpoint_every": 1, "learning_rate": 2e-3})
     reward, calls = make_reward()
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", other, reward_fn=reward, checkpoint_dir=ckpt)
+    metrics, _ = train_ppo(
+        tiny_model_dir, None, ROWS, None, tmp_path / "o", other, reward_fn=reward, checkpoint_dir=ckpt
+    )
     assert "different ppo.learning_rate (0.001 -> 0.002)" in ppo_log.text and "starting PPO at step 0" in ppo_log.text
     assert "resuming" not in ppo_log.text and len(calls) == 2 + 1 and metrics["steps"] == 2
     assert state(ckpt)["fingerprint"]["ppo"]["learning_rate"] == 2e-3
@@ -170,7 +174,7 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning_and_rewritten(
 
     ppo_log.clear()
     reward, calls = make_reward()
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=ckpt)
+    metrics, _ = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=ckpt)
     warnings = [r.getMessage() for r in ppo_log.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and expected in warnings[0] and "starting PPO at step 0" in warnings[0]
     assert len(calls) == 1 + 1 and metrics["steps"] == 1  # trained from scratch

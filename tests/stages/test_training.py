@@ -231,8 +231,7 @@ def test_ppo_step_with_a_reward_model_trains_only_top_layers_and_value_head(base
     cfg = PPOConfig(
         top_layers=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=6, max_steps=1, learning_rate=1e-3
     )
-    metrics = train_ppo(base_dir, rm_dir, PROMPTS[:8], HELDOUT[:4], out, cfg)
-    history = metrics.pop("history")
+    metrics, history = train_ppo(base_dir, rm_dir, PROMPTS[:8], HELDOUT[:4], out, cfg)
     assert metrics["steps"] == 1 and len(history) == 1
     for key in (
         "mean_reward_sft_heldout",
@@ -301,8 +300,7 @@ def test_ppo_raises_a_toy_reward_while_kl_stays_finite(base_dir: Path, tmp_path:
         eval_batch_size=16,
         seed=seed,
     )
-    metrics = train_ppo(tmp_path / "sharp", None, PROMPTS, HELDOUT, tmp_path / "ppo", cfg, reward_fn=reward)
-    history = metrics["history"]
+    metrics, history = train_ppo(tmp_path / "sharp", None, PROMPTS, HELDOUT, tmp_path / "ppo", cfg, reward_fn=reward)
     assert metrics["steps"] == 7
     assert metrics["mean_reward_sft_heldout"] < 0.3
     assert metrics["mean_reward_ppo_heldout"] > metrics["mean_reward_sft_heldout"] + 0.3

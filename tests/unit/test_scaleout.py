@@ -245,7 +245,7 @@ def test_train_ppo_prepares_with_accelerate_and_splits_batches_by_process(
     cfg = PPOConfig(
         top_layers=1, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=3, max_steps=2, eval_batch_size=8
     )
-    metrics = train_ppo(tiny_model_dir, None, prompts, held, tmp_path / "ppo", cfg, reward_fn=reward_fn)
+    metrics, _ = train_ppo(tiny_model_dir, None, prompts, held, tmp_path / "ppo", cfg, reward_fn=reward_fn)
     assert calls["prepare"] == 1
     assert calls["backward"] == 2 * 1 * 1  # steps x ppo_epochs x (2 prompts on this process / mini-batch 2)
     # held-out before, two PPO steps, held-out after: always this process's half

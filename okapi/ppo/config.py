@@ -1,0 +1,93 @@
+"""The PPO stage's parameters (``ppo`` in params.yaml) and the names the other PPO modules share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from okapi.config import check
+
+# accelerate's DistributedType values whose parameters are sharded across processes (PPO refuses them).
+SHARDED = ("DEEPSPEED", "FSDP", "MEGATRON_LM", "XLA")
+
+RewardFn = Callable[[list[str], list[str]], list[float]]
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+@dataclass
+class PPOConfig:
+    """Defaults: the embedded CPU run. Paper §3: top 4 layers, 5 epochs, AdamW(0.9, 0.95, eps 1e-8), wd 0.1,
+    lr 1e-6, KL coefficient 0.05, batch 32, clip 0.2."""
+
+    top_layers: int = 4
+    epochs: int = 1  # passes over the PPO prompts
+    learning_rate: float = 1e-5  # paper 1e-6; larger so a few CPU steps move something
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.1
+    kl_coef: float = 0.05
+    batch_size: int = 8  # prompts per PPO iteration (all processes together)
+    mini_batch_size: int = 4  # sequences per optimizer step, per process
+    ppo_epochs: int = 4  # optimisation passes over each rollout batch
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = True
+    max_grad_norm: float = 1.0
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_prompt_length: int = 512  # longer prompts are dropped and counted
+    missing_eos_penalty: float = 0.0  # subtracted from the score of responses cut at max_new_tokens (0: off)
+    max_steps: int = -1  # -1: epochs x ceil(prompts / batch_size)
+    # > 0: hold out this share of the PPO prompts (whole prompts, chosen by id with ``seed``) for the SFT-vs-PPO
+    # reward comparison, instead of separate held-out prompts; those are the reward model's training prompts in
+    # the pipeline, where its scores flatter whatever policy answers them.
+    heldout_fraction: float = 0.0
+    heldout_samples: int = 1  # responses sampled per held-out prompt (a handful of prompts gives a noisy mean)
+    eval_batch_size: int = 8
+    rm_batch_size: int = 8
+    seed: int = 0
+    # Save a resumable checkpoint every N PPO steps and after the last one (0: off); needs a checkpoint folder.
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        check(self.top_layers >= 1, "ppo.top_layers", self.top_layers, ">= 1")
+        check(self.epochs >= 1, "ppo.epochs", self.epochs, ">= 1")
+        check(0 < self.learning_rate < 1, "ppo.learning_rate", self.learning_rate, "0 < lr < 1")
+        check(
+            len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+            "ppo.adam_betas",
+            self.adam_betas,
+            "two numbers in [0, 1)",
+        )
+        check(0 < self.adam_eps < 1, "ppo.adam_eps", self.adam_eps, "0 < eps < 1")
+        check(0 <= self.weight_decay < 1, "ppo.weight_decay", self.weight_decay, "0 <= wd < 1")
+        check(self.kl_coef >= 0, "ppo.kl_coef", self.kl_coef, ">= 0")
+        check(self.batch_size >= 1, "ppo.batch_size", self.batch_size, ">= 1")
+        check(
+            1 <= self.mini_batch_size <= self.batch_size,
+            "ppo.mini_batch_size",
+            self.mini_batch_size,
+            f"1..batch_size ({self.batch_size})",
+        )
+        check(self.ppo_epochs >= 1, "ppo.ppo_epochs", self.ppo_epochs, ">= 1")
+        check(0 < self.cliprange < 1, "ppo.cliprange", self.cliprange, "0 < c < 1")
+        check(self.cliprange_value > 0, "ppo.cliprange_value", self.cliprange_value, "> 0")
+        check(self.vf_coef >= 0, "ppo.vf_coef", self.vf_coef, ">= 0")
+        check(0 < self.gamma <= 1, "ppo.gamma", self.gamma, "0 < gamma <= 1")
+        check(0 <= self.lam <= 1, "ppo.lam", self.lam, "0 <= lam <= 1")
+        check(self.max_grad_norm > 0, "ppo.max_grad_norm", self.max_grad_norm, "> 0")
+        check(self.max_new_tokens >= 1, "ppo.max_new_tokens", self.max_new_tokens, ">= 1")
+        check(0 < self.temperature <= 5, "ppo.temperature", self.temperature, "0 < t <= 5")
+        check(0 < self.top_p <= 1, "ppo.top_p", self.top_p, "0 < p <= 1")
+        check(self.max_prompt_length >= 8, "ppo.max_prompt_length", self.max_prompt_length, ">= 8")
+        check(self.missing_eos_penalty >= 0, "ppo.missing_eos_penalty", self.missing_eos_penalty, ">= 0")
+        check(self.max_steps == -1 or self.max_steps >= 1, "ppo.max_steps", self.max_steps, "-1 or >= 1")
+        check(0 <= self.heldout_fraction < 1, "ppo.heldout_fraction", self.heldout_fraction, "0 <= f < 1")
+        check(self.heldout_samples >= 1, "ppo.heldout_samples", self.heldout_samples, ">= 1")
+        check(self.eval_batch_size >= 1, "ppo.eval_batch_size", self.eval_batch_size, ">= 1")
+        check(self.rm_batch_size >= 1, "ppo.rm_batch_size", self.rm_batch_size, ">= 1")
+        check(self.checkpoint_every >= 0, "ppo.checkpoint_every", self.checkpoint_every, "0 (off) or >= 1 steps")
