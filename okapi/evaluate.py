@@ -24,11 +24,11 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from okapi.config import ConfigError, check
+from okapi.config import ConfigError, check, check_choices
 from okapi.io import DataError, read_rows, write_json
 from okapi.languages import REGISTRY
 from okapi.schemas import (
@@ -52,25 +52,34 @@ EVAL_SPLIT = {"arc": "test", "mmlu": "test", "hellaswag": "val"}
 FEWSHOT_SPLIT: dict[str, str | None] = {"arc": "train", "mmlu": "dev", "hellaswag": None}
 # lm-eval's okapi MMLU takes its shots in file order ("first_n"); ARC and HellaSwag sample them at random.
 FEWSHOT_SAMPLER = {"arc": "default", "mmlu": "first_n", "hellaswag": "default"}
-DTYPES = ("float32", "bfloat16", "float16", "auto")
 RESULT_KEYS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n")
 
 
 @dataclass
 class EvalConfig:
+    """The ``evaluate`` section: lm-eval on the translated ARC, HellaSwag and MMLU (paper §4)."""
+
     benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
-    # Leaderboard shots (arc 25, hellaswag 10, mmlu 5) live in the paper profile; the laptop default is zero-shot.
+    """Benchmarks to score, each at most once (schemas.BENCHMARKS)."""
     num_fewshot: dict[str, int] = field(default_factory=lambda: {b: 0 for b in BENCHMARKS})
+    """Shots per benchmark. The leaderboard's (arc 25, hellaswag 10, mmlu 5) are in the paper profile; the laptop
+    default is zero-shot."""
     limit: int | None = None
-    batch_size: int = 4  # fixed: "auto" probes memory and makes runs machine-dependent
+    """Score only the first N records of each benchmark (null: all)."""
+    batch_size: int = 4
+    """Fixed batch size: "auto" probes memory and makes runs machine-dependent."""
     seed: int = 1234
+    """Seeds lm-eval's few-shot sampling."""
     device: str = "cpu"
-    dtype: str = "float32"
-    # Extra reference columns of the paper's tables (e.g. {bloomz: bigscience/bloomz-7b1}): name -> local model
-    # folder or hub id (a hub id needs OKAPI_ALLOW_HUB=1). Evaluated next to base / SFT / RLHF in every language.
+    """cpu, mps, cuda or cuda:<index>."""
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    """Weights' dtype when the model is loaded for scoring."""
     reference_models: dict[str, str] = field(default_factory=dict)
+    """Extra reference columns of the paper's tables (e.g. {bloomz: bigscience/bloomz-7b1}): name -> local model
+    folder or hub id (a hub id needs OKAPI_ALLOW_HUB=1). Evaluated next to base / SFT / RLHF in every language."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "evaluate")
         allowed = ", ".join(BENCHMARKS)
         for name, spec in self.reference_models.items():
             check(
@@ -108,7 +117,6 @@ class EvalConfig:
             self.device,
             "cpu, mps, cuda or cuda:<index>",
         )
-        check(self.dtype in DTYPES, "evaluate.dtype", self.dtype, ", ".join(DTYPES))
 
     def shots(self, benchmark: str) -> int:
         return self.num_fewshot.get(benchmark, 0)

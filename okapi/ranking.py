@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Literal
 
-from okapi.config import check
+from okapi.config import check, check_choices
 from okapi.io import DataError
 from okapi.languages import get_language
 from okapi.teacher import ChatRequest, ParseError
@@ -50,12 +50,20 @@ def ranking_schema(t: int) -> dict[str, Any]:
 
 @dataclass
 class RankConfig:
-    structured: bool = True  # turn 2 answers through RANKING_SCHEMA (small teachers); false: Fig. 4's text lines
-    max_attempts: int | None = None  # answers per turn, re-asks included (None: the teacher's default)
-    max_tokens: int | None = None  # None: the teacher's default
-    pairs: Literal["all", "best_worst", "adjacent"] = "all"  # preference pairs per ranking (make_pairs mode)
+    """The ``rank`` section: the teacher's two-turn ranking (translate to English, then rank) and the pairs."""
+
+    structured: bool = True
+    """Turn 2 answers through RANKING_SCHEMA (small teachers); false: the paper's Fig. 4 text lines."""
+    max_attempts: int | None = 3
+    """Answers per turn, re-asks included (null: the teacher's default)."""
+    max_tokens: int | None = 384
+    """Longest answer in tokens (null: the teacher's default)."""
+    pairs: Literal["all", "best_worst", "adjacent"] = "all"
+    """Preference pairs per ranking: all ordered pairs of the T responses, best against worst only, or
+    neighbouring ranks."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "rank")
         check(
             self.max_attempts is None or self.max_attempts >= 1,
             "rank.max_attempts",
@@ -63,7 +71,6 @@ class RankConfig:
             "null or an integer >= 1",
         )
         check(self.max_tokens is None or self.max_tokens >= 16, "rank.max_tokens", self.max_tokens, "null or >= 16")
-        check(self.pairs in PAIR_MODES, "rank.pairs", self.pairs, ", ".join(PAIR_MODES))
 
 
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}

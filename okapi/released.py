@@ -68,17 +68,24 @@ DEFAULT_EVAL_BASE_URL = "http://nlp.uoregon.edu/download/okapi-eval/datasets"
 
 @dataclass
 class ReleasedConfig:
-    # true: the pipeline takes `parts` from Okapi's released files (fetch them first) instead of the teacher.
-    # Global: a per-language override may not change use or parts (generate is shared by all languages).
+    """The ``released`` section: Okapi's released data (github.com/nlp-uoregon/Okapi, CC BY-NC 4.0) instead of the
+    teacher's generate / translate / sample / rank."""
+
     use: bool = False
-    # instructions: SFT/PPO data (generate and translation skipped; needs ranking, whose prompts are the rank
-    # split); ranking: preference pairs (sample and the teacher's ranking skipped); eval: the benchmarks.
+    """true: the pipeline takes ``parts`` from Okapi's released files (fetch them first) instead of the teacher.
+    Global: a per-language override may not change use or parts (generate is shared by all languages)."""
     parts: list[str] = field(default_factory=lambda: list(PARTS))
-    # Git LFS files: the media URL serves the data, raw.githubusercontent.com would serve the LFS pointer.
+    """instructions: SFT/PPO data (generate and translation skipped; needs ranking, whose prompts are the rank
+    split); ranking: preference pairs (sample and the teacher's ranking skipped); eval: the benchmarks."""
     base_url: str = DEFAULT_BASE_URL
+    """Where the instruction and ranking files are. Git LFS files: the media URL serves the data,
+    raw.githubusercontent.com would serve the LFS pointer."""
     eval_base_url: str = DEFAULT_EVAL_BASE_URL
-    limit: int | None = None  # rows kept per released instruction / ranking file (null: all)
-    seed: int = 42  # which rows a limit keeps
+    """Where the translated benchmark files are."""
+    limit: int | None = None
+    """Rows kept per released instruction / ranking file (null: all); a language may override only this."""
+    seed: int = 42
+    """Which rows a limit keeps."""
 
     def __post_init__(self) -> None:
         check(self.limit is None or self.limit >= 1, "released.limit", self.limit, "null or an integer >= 1")

@@ -13,14 +13,30 @@ import io
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from okapi.config import check, check_choices
 from okapi.io import DataError, atomic_path, write_json, write_text
 from okapi.languages import CATEGORY_NAMES, REGISTRY, TARGET_LANGUAGES, UnknownLanguageError, get_language
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportConfig:
+    """The ``report`` section: what the paper's tables show."""
+
+    models: list[str] = field(default_factory=lambda: ["base", "sft", "rlhf"])
+    """Columns of the tables, in order: model names the evaluate stage scored."""
+    metric: Literal["acc", "acc_norm"] = "acc_norm"
+    """The score in the tables (the paper reports lm-eval's acc_norm)."""
+
+    def __post_init__(self) -> None:
+        check_choices(self, "report")
+        check(len(self.models) >= 1, "report.models", self.models, "a non-empty list of model names")
+
 
 BENCHMARK_NAMES = {"arc": "ARC", "hellaswag": "HellaSwag", "mmlu": "MMLU"}  # paper order: Tables 3, 4, 5
 METRICS = ("acc", "acc_norm")

@@ -87,19 +87,36 @@ GENERATION_SCHEMA: dict[str, Any] = {
 
 @dataclass
 class GenerateConfig:
-    num_instructions: int = 20  # new instructions to keep (paper: 106K)
-    num_prompt_instructions: int = 3  # in-context seed examples per request (Alpaca: 3)
-    num_tasks: int = 20  # length of the requested list, examples included (Alpaca: 20)
-    request_batch_size: int = 2  # requests per round
-    max_rounds: int = 10  # give up after this many rounds even if num_instructions is not reached
-    rouge_threshold: float = 0.7  # keep when max ROUGE-L F <= threshold (Alpaca: 0.7)
-    pool_path: str | None = None  # Alpaca-format records (file or datasets hub id); None: the seeds alone
-    pool_limit: int | None = None  # first N pool records (None: all)
+    """The ``generate`` section: English Self-Instruct (Alpaca's procedure with Okapi's changes)."""
+
+    num_instructions: int = 12
+    """New instructions to keep (the paper generates 106K)."""
+    num_prompt_instructions: int = 3
+    """In-context seed examples per request (Alpaca: 3)."""
+    num_tasks: int = 8
+    """Length of the requested list, the examples included (Alpaca: 20)."""
+    request_batch_size: int = 3
+    """Requests per round."""
+    max_rounds: int = 12
+    """Give up after this many rounds even if num_instructions is not reached (the failure-rate rule then
+    decides whether the shortfall stops the stage)."""
+    rouge_threshold: float = 0.7
+    """Keep a task when its highest ROUGE-L F against the pool is at most this (Alpaca: 0.7)."""
+    pool_path: str | None = None
+    """Alpaca-format records (a local file or a datasets hub id, e.g. tatsu-lab/alpaca) that join the pool and
+    the SFT data; null: the seeds alone."""
+    pool_limit: int | None = None
+    """Use only the first N pool records (null: all)."""
     seed: int = 42
-    temperature: float = 1.0  # Alpaca samples at 1.0
-    max_tokens: int = 2048
-    structured: bool = True  # JSON via GENERATION_SCHEMA (small teachers); false: the paper's numbered list
-    avg_similarity: bool = True  # also record Alpaca's average similarity (costs an LCS per sharing pool item)
+    """Seeds the choice of in-context examples, so a rerun sends the same prompts (and hits the cache)."""
+    temperature: float = 1.0
+    """Sampling temperature of the generation requests (Alpaca: 1.0)."""
+    max_tokens: int = 768
+    """Longest answer in tokens."""
+    structured: bool = True
+    """Ask for JSON through GENERATION_SCHEMA (small teachers); false: the paper's numbered-list prompt."""
+    avg_similarity: bool = True
+    """Also record Alpaca's average similarity (one more LCS per pool item that shares a token)."""
 
     def __post_init__(self) -> None:
         check(self.num_instructions >= 1, "generate.num_instructions", self.num_instructions, "an integer >= 1")

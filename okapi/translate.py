@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from okapi.config import ConfigError, check
+from okapi.config import ConfigError, check, check_choices
 from okapi.io import DataError
 from okapi.languages import get_language
 from okapi.schemas import BENCHMARKS, OPTION_FIELDS
@@ -41,27 +41,39 @@ GENERATED_SOURCE = "generated"
 
 @dataclass
 class TranslateConfig:
-    limit: int | None = None  # rows per language (None: all); a stratified subset keeps every split non-empty
-    eval_limit: int | None = None  # first N records of each evaluation set (None: all)
-    # English benchmark sources from the hub, by benchmark (okapi.eval_sources: "<id>[:<config>]@<split>");
-    # a benchmark not listed comes from the local data/eval_sources/<benchmark>.jsonl.
+    """The ``translate`` section: instructions and evaluation sets translated by the teacher."""
+
+    limit: int | None = 20
+    """Rows per language (null: all); a stratified subset keeps every split non-empty."""
+    eval_limit: int | None = 6
+    """First N records of each evaluation set (null: all)."""
     eval_sources: dict[str, str] = field(default_factory=dict)
-    max_attempts: int = 3  # answers per example, the re-asks included
-    rank_fraction: float = 0.4  # share of the generated rows for ranking (paper: 42K of 106K); the rest is PPO
-    # Under a limit, the share of it taken from the pool (sft) part; null: proportional to the data. The paper's
-    # mix is 52K pool of 158K (0.33); a small run whose pool is only the seeds needs this to keep enough
-    # generated rows for ranking and PPO.
-    pool_fraction: float | None = None
+    """English benchmark sources from the hub, by benchmark ("<id>[:<config>]@<split>", okapi.eval_sources); a
+    benchmark not listed comes from the local data/eval_sources/<benchmark>.jsonl."""
+    max_attempts: int = 2
+    """Answers per example, the re-asks included."""
+    rank_fraction: float = 0.4
+    """Share of the generated rows for ranking (paper: 42K of 106K); the rest are PPO prompts."""
+    pool_fraction: float | None = 0.4
+    """Under a limit, the share of it taken from the seed/pool (sft) part; null: proportional to the data. The
+    paper's mix is 52K pool of 158K (0.33); a small run whose pool is only the seeds needs it to keep enough
+    generated rows for ranking and PPO."""
     seed: int = 42
-    langid: bool = True  # py3langid check on top of the script check
-    structured: bool = True  # ask for the JSON object through a schema (small teachers)
-    # enforce: an answer that fails the language checks (untranslated, wrong script, langid) is re-asked and then
-    # rejected. report: it is accepted and counted under language_warnings -- only for teachers that cannot
-    # translate at all (the embedded 135M model), so the pipeline's mechanics still run end to end.
-    language_checks: str = "enforce"
-    max_tokens: int | None = None  # None: the teacher's default
+    """Seeds which rows a limit keeps and the rank/ppo split."""
+    langid: bool = True
+    """Run py3langid on top of the script check."""
+    structured: bool = True
+    """Ask for the JSON object through a schema (small teachers)."""
+    language_checks: Literal["enforce", "report"] = "report"
+    """enforce: an answer that fails the language checks (untranslated, wrong script, langid) is re-asked, then
+    rejected. report: it is accepted and counted under language_warnings, only for teachers that cannot translate
+    at all (the embedded 135M model mostly repeats the English), so the pipeline's mechanics still run; the
+    paper-scale profile enforces."""
+    max_tokens: int | None = 512
+    """Longest answer in tokens (null: the teacher's default)."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "translate")
         from okapi.eval_sources import parse_hub_spec
 
         for bench, spec in self.eval_sources.items():
@@ -73,12 +85,6 @@ class TranslateConfig:
             "translate.eval_limit",
             self.eval_limit,
             "null or an integer >= 1",
-        )
-        check(
-            self.language_checks in ("enforce", "report"),
-            "translate.language_checks",
-            self.language_checks,
-            "enforce or report",
         )
         check(self.max_attempts >= 1, "translate.max_attempts", self.max_attempts, "an integer >= 1")
         check(0.0 < self.rank_fraction < 1.0, "translate.rank_fraction", self.rank_fraction, "a number in (0, 1)")

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tiny import build_untrained_rm
+from tiny import build_untrained_rm, small_config
 
 from okapi.config import ConfigError
 from okapi.ppo import CKPT_OPTIMIZER, CKPT_STATE, CKPT_WEIGHTS, VALUE_HEAD_FILE, PPOConfig, RewardFn, train_ppo
@@ -78,7 +78,7 @@ def ppo_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def test_a_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     tiny_model_dir: Path, tmp_path: Path, ppo_log: pytest.LogCaptureFixture
 ) -> None:
-    cfg = PPOConfig(**CFG)
+    cfg = small_config(PPOConfig, **CFG)
     reward, calls = make_reward()
     plain = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "plain", cfg, reward_fn=reward)
     assert plain[0]["steps"] == 5 and len(calls) == 6  # five steps, then the final policy's KL samples
@@ -116,14 +116,14 @@ def test_longer_runs_resume_and_changed_params_start_fresh(
     tiny_model_dir: Path, tmp_path: Path, ppo_log: pytest.LogCaptureFixture
 ) -> None:
     ckpt = tmp_path / "ckpt"
-    short = PPOConfig(**{**CFG, "max_steps": 1, "checkpoint_every": 1})
+    short = small_config(PPOConfig, **{**CFG, "max_steps": 1, "checkpoint_every": 1})
     reward, calls = make_reward()
     train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", short, reward_fn=reward, checkpoint_dir=ckpt)
     assert state(ckpt)["step"] == 1
 
     # max_steps only says where to stop: the run goes on from its checkpoint.
     ppo_log.clear()
-    longer = PPOConfig(**{**CFG, "max_steps": 2, "checkpoint_every": 1})
+    longer = small_config(PPOConfig, **{**CFG, "max_steps": 2, "checkpoint_every": 1})
     reward, calls = make_reward()
     metrics, _ = train_ppo(
         tiny_model_dir, None, ROWS, None, tmp_path / "o", longer, reward_fn=reward, checkpoint_dir=ckpt
@@ -132,7 +132,7 @@ def test_longer_runs_resume_and_changed_params_start_fresh(
 
     # A new learning rate is another run: the checkpoint is ignored (and says why), then overwritten.
     ppo_log.clear()
-    other = PPOConfig(**{**CFG, "max_steps": 2, "checkpoint_every": 1, "learning_rate": 2e-3})
+    other = small_config(PPOConfig, **{**CFG, "max_steps": 2, "checkpoint_every": 1, "learning_rate": 2e-3})
     reward, calls = make_reward()
     metrics, _ = train_ppo(
         tiny_model_dir, None, ROWS, None, tmp_path / "o", other, reward_fn=reward, checkpoint_dir=ckpt
@@ -158,7 +158,7 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning_and_rewritten(
     tiny_model_dir: Path, tmp_path: Path, ppo_log: pytest.LogCaptureFixture, damage: str
 ) -> None:
     ckpt = tmp_path / "ckpt"
-    cfg = PPOConfig(**{**CFG, "max_steps": 1})
+    cfg = small_config(PPOConfig, **{**CFG, "max_steps": 1})
     reward, _ = make_reward()
     train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=ckpt)
     if damage == "missing optimizer":
@@ -183,9 +183,9 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning_and_rewritten(
 
 def test_checkpoint_every_is_validated_and_zero_turns_checkpoints_off(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"ppo.checkpoint_every = -1 is invalid; allowed: 0 \(off\) or >= 1"):
-        PPOConfig(checkpoint_every=-1)
+        small_config(PPOConfig, checkpoint_every=-1)
     reward, _ = make_reward()
-    cfg = PPOConfig(**{**CFG, "max_steps": 1, "checkpoint_every": 0})
+    cfg = small_config(PPOConfig, **{**CFG, "max_steps": 1, "checkpoint_every": 0})
     train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=tmp_path / "ck")
     assert (tmp_path / "ck").is_dir() and not any((tmp_path / "ck").iterdir())  # exists for DVC, holds nothing
 

@@ -91,7 +91,9 @@ def test_every_okapi_module_a_stage_imports_is_a_dep(repo):
         imported = set(re.findall(r"from okapi\.(\w+) import", script.read_text()))
         for mod in imported - {"cli", "config", "io", "params", "schemas", "languages", "teacher"}:
             # a module (okapi/x.py) or a package folder (okapi/x)
-            assert deps & {f"okapi/{mod}.py", f"okapi/{mod}"}, f"{stage.addressing} imports okapi.{mod} but not as a dep"
+            assert deps & {f"okapi/{mod}.py", f"okapi/{mod}"}, (
+                f"{stage.addressing} imports okapi.{mod} but not as a dep"
+            )
 
 
 def test_paper_profile_validates_and_lists_table_1(monkeypatch):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiny import small_config
 from torch import nn
 
 from okapi import modeling, reward, sft
@@ -110,7 +111,7 @@ def test_sft_accumulation_divides_by_the_world_size(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(sft, "load_causal_lm", lambda *a, **k: (None, None))
     monkeypatch.setattr(trl, "SFTTrainer", _capture_trainer)
     rows = [{"id": "a", "instruction": "Say hi.", "input": "", "output": "Hi."}]
-    cfg = sft.SFTConfig(batch_size=128, per_device_train_batch_size=4)
+    cfg = small_config(sft.SFTConfig, batch_size=128, per_device_train_batch_size=4)
     with pytest.raises(_Captured) as caught:
         sft.build_sft_trainer(Path("unused"), rows, Path("unused/out"), cfg)
     args = caught.value.training_args
@@ -133,7 +134,7 @@ def test_reward_model_accumulation_divides_by_the_world_size(
         {"id": f"p{i}", "instruction": f"Tip {i}.", "input": "", "chosen": "Sleep well.", "rejected": "xq"}
         for i in range(4)
     ]
-    cfg = reward.RewardConfig(batch_size=64, per_device_train_batch_size=4, eval_fraction=0.0)
+    cfg = small_config(reward.RewardConfig, batch_size=64, per_device_train_batch_size=4, eval_fraction=0.0)
     with pytest.raises(_Captured) as caught:
         reward.train_reward_model(tiny_model_dir, pairs, tmp_path / "rm", cfg)
     assert caught.value.training_args.gradient_accumulation_steps == 64 // (4 * 4)
@@ -199,7 +200,7 @@ def test_ppo_update_steps_through_the_accelerator() -> None:
     before = [p.detach().clone() for p in policy.parameters()]
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
     spy = _SpyAccelerator()
-    cfg = PPOConfig(batch_size=6, mini_batch_size=4, ppo_epochs=3)
+    cfg = small_config(PPOConfig, batch_size=6, mini_batch_size=4, ppo_epochs=3)
     stats = ppo_update(policy, optimizer, rollout, cfg, spy)
     assert spy.backward_calls == spy.clip_calls == 3 * 2  # ppo_epochs x ceil(6 / 4) mini-batches
     assert all(not torch.equal(b, p) for b, p in zip(before, policy.parameters(), strict=True))
@@ -242,8 +243,15 @@ def test_train_ppo_prepares_with_accelerate_and_splits_batches_by_process(
 
     prompts = [{"id": f"q{i}", "instruction": f"Tip number {i}.", "input": ""} for i in range(8)]
     held = [{"id": f"h{i}", "instruction": f"Say {i}.", "input": ""} for i in range(4)]
-    cfg = PPOConfig(
-        top_layers=1, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=3, max_steps=2, eval_batch_size=8
+    cfg = small_config(
+        PPOConfig,
+        top_layers=1,
+        batch_size=4,
+        mini_batch_size=2,
+        ppo_epochs=1,
+        max_new_tokens=3,
+        max_steps=2,
+        eval_batch_size=8,
     )
     metrics, _ = train_ppo(tiny_model_dir, None, prompts, held, tmp_path / "ppo", cfg, reward_fn=reward_fn)
     assert calls["prepare"] == 1
@@ -268,7 +276,15 @@ def test_ppo_refuses_sharded_engines_before_loading_anything(monkeypatch, tmp_pa
 
     monkeypatch.setattr(accelerate, "Accelerator", ShardedAccelerator)
     with pytest.raises(ConfigError, match=rf"PPO does not run under {dist}.*8gpu_ddp.yaml"):
-        train_ppo(tmp_path / "missing-sft", None, [], None, tmp_path / "out", PPOConfig(), reward_fn=lambda p, r: [])
+        train_ppo(
+            tmp_path / "missing-sft",
+            None,
+            [],
+            None,
+            tmp_path / "out",
+            small_config(PPOConfig),
+            reward_fn=lambda p, r: [],
+        )
 
 
 def test_paper_profile_launches_ppo_data_parallel() -> None:
