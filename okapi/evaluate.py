@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from okapi.config import ConfigError, check, check_choices
+from okapi.hub import apply_offline_policy, is_hub_id
 from okapi.io import DataError, read_rows, write_json
 from okapi.languages import REGISTRY
 from okapi.schemas import (
@@ -278,25 +278,9 @@ def write_task_yaml(
 # --- evaluation ------------------------------------------------------------------------------------------------------
 
 
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _is_hub_id(path: Path) -> bool:
-    """A reference model named by hub id ("org/name"), allowed only when the user lets us reach the hub."""
-    text = str(path)
-    return (
-        os.environ.get("OKAPI_ALLOW_HUB") == "1"
-        and not path.exists()
-        and re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None
-    )
-
-
 def load_lm(model_dir: Path, cfg: EvalConfig) -> LM:
     """An lm-eval HFLM over a local model folder (or a .gguf file, loaded by transformers)."""
-    _offline()
+    apply_offline_policy()
     from lm_eval.models.huggingface import HFLM
 
     model_dir = Path(model_dir)
@@ -305,7 +289,7 @@ def load_lm(model_dir: Path, cfg: EvalConfig) -> LM:
         kwargs.update(pretrained=str(model_dir.parent.resolve()), gguf_file=model_dir.name)
     elif (model_dir / "config.json").is_file():
         kwargs["pretrained"] = str(model_dir.resolve())
-    elif _is_hub_id(model_dir):
+    elif is_hub_id(model_dir):
         kwargs["pretrained"] = str(model_dir)
     else:
         raise DataError(f"{model_dir}: not a model folder (no config.json) nor a .gguf file")
@@ -323,7 +307,7 @@ def run_task(
     log_samples: bool = False,
 ) -> dict[str, Any]:
     """Run one generated task through ``simple_evaluate``; returns lm-eval's raw result dict."""
-    _offline()
+    apply_offline_policy()
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -432,7 +416,7 @@ def evaluate_models(models: dict[str, Path], lang: str, data_dir: Path, cfg: Eva
         _check_shots(benchmark, cfg.shots(benchmark), len(rows), shot_rows, data_file)
         plan[benchmark] = (data_file, fewshot_file)
     for name, path in models.items():
-        if not (Path(path).is_file() or (Path(path) / "config.json").is_file() or _is_hub_id(Path(path))):
+        if not (Path(path).is_file() or (Path(path) / "config.json").is_file() or is_hub_id(path)):
             hint = " (a hub id needs OKAPI_ALLOW_HUB=1)" if not Path(path).exists() and "/" in str(path) else ""
             raise DataError(f"model {name!r}: {path} is not a model folder (no config.json) nor a .gguf file{hint}")
     results: dict[str, Any] = {}
