@@ -76,7 +76,11 @@ _CONVERT = {"arc": _arc, "mmlu": _mmlu, "hellaswag": _hellaswag}
 
 
 def from_hub(benchmark: str, spec: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Load a benchmark split with `datasets` and convert it to Okapi's record shape."""
+    """Load a benchmark split with `datasets` and convert it to Okapi's record shape.
+
+    Input columns: none (a hub dataset: ARC, MMLU or HellaSwag in its own columns).
+    Output columns: English records of schemas.BENCHMARK_SCHEMA[benchmark] (MULTIPLE_CHOICE or HELLASWAG).
+    """
     import datasets
 
     name, config, split = parse_hub_spec(spec, f"translate.eval_sources.{benchmark}")
@@ -93,7 +97,12 @@ def from_hub(benchmark: str, spec: str, limit: int | None = None) -> list[dict[s
 
 
 def load_sources(local_dir: Path, hub: dict[str, str], limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
-    """{benchmark: English records}: from ``hub`` where it names the benchmark, else ``local_dir/<benchmark>.jsonl``."""
+    """{benchmark: English records}: from ``hub`` where it names the benchmark, else ``local_dir/<benchmark>.jsonl``.
+
+    Input columns: none (<benchmark>.jsonl files or hub datasets).
+    Output columns: English records of schemas.BENCHMARK_SCHEMA[benchmark], by benchmark, in schemas.BENCHMARKS
+        order.
+    """
     unknown = sorted(set(hub) - set(BENCHMARKS))
     if unknown:
         raise ConfigError(f"unknown benchmark translate.eval_sources.{unknown[0]}; allowed: {', '.join(BENCHMARKS)}")

@@ -203,7 +203,11 @@ def _check_lang(lang: str) -> None:
 
 
 def load_benchmark_file(benchmark: str, path: Path) -> list[dict[str, Any]]:
-    """Read and validate one benchmark Parquet file (schema, then every record)."""
+    """Read and validate one benchmark Parquet file (schema, then every record).
+
+    Input columns: a Parquet file of schemas.BENCHMARK_SCHEMA[benchmark].
+    Output columns: the same records, each checked by schemas.record_problem.
+    """
     _check_benchmark(benchmark)
     rows = read_rows(path, BENCHMARK_SCHEMA[benchmark])
     validate_records(benchmark, rows, str(path))

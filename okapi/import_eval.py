@@ -47,7 +47,11 @@ def _text(value: Any) -> str | None:
 
 
 def convert_record(benchmark: str, rec: dict[str, Any]) -> dict[str, Any]:
-    """One release record in our contract's shape (values that are not text become null and fail validation)."""
+    """One release record in our contract's shape (values that are not text become null and fail validation).
+
+    Input columns: none (one release record, m_arc / m_mmlu / m_hellaswag shape).
+    Output columns: one record of schemas.BENCHMARK_SCHEMA[benchmark].
+    """
     if benchmark == "hellaswag":
         ind = rec.get("ind")
         if isinstance(ind, str) and ind.strip().isdigit():
@@ -89,7 +93,11 @@ def _problem(benchmark: str, rec: dict[str, Any], seen: set[Any]) -> str | None:
 
 
 def convert_records(benchmark: str, records: list[dict[str, Any]], src: Path) -> list[dict[str, Any]]:
-    """The records of one release file in our contract's shape; unscorable ones are logged and left out."""
+    """The records of one release file in our contract's shape; unscorable ones are logged and left out.
+
+    Input columns: none (the release file's records).
+    Output columns: schemas.BENCHMARK_SCHEMA[benchmark] records that pass schemas.record_problem.
+    """
     kept, seen = [], set()
     for i, raw in enumerate(records):
         rec = convert_record(benchmark, raw)

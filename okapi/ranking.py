@@ -218,6 +218,10 @@ def rank_samples(
 
     Samples with fewer than 2 responses, an empty response or an id seen before are dropped and counted.
     A sample whose turn 1 or turn 2 fails keeps a row with status "rejected", null ranks and the reason.
+
+    Input columns: schemas.SAMPLES: id, lang, instruction, input, responses.
+    Output columns: schemas.RANKINGS: id, lang, instruction, input, responses, ranks, english, status, reason, raw,
+        attempts.
     """
     get_language(lang)
     dropped: Counter[str] = Counter({"too_few_responses": 0, "empty_response": 0, "duplicate_id": 0})
@@ -327,6 +331,9 @@ def make_pairs(rankings: list[dict[str, Any]], mode: str = "all") -> list[dict[s
     all: every pair of responses (InstructGPT's C(T, 2) comparisons); best_worst: rank 1 vs rank T; adjacent:
     rank k vs rank k + 1. Pairs of identical texts are skipped (no preference to learn). The pair id is
     "<prompt id>:<chosen response number>><rejected response number>", so it traces back to the prompt.
+
+    Input columns: schemas.RANKINGS (rows with status "ok").
+    Output columns: schemas.PAIRS: id, lang, instruction, input, chosen, rejected.
     """
     if mode not in PAIR_MODES:
         raise ValueError(f"pair mode {mode!r} is invalid; allowed: {', '.join(PAIR_MODES)}")

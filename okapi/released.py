@@ -268,7 +268,11 @@ def convert_instructions(
     """PROMPTS rows from multilingual-alpaca-52k / multilingual-rl-tuning-64k ``<lang>.json`` records
     {instruction, input, output}. Ids are ``okapi-<kind>-<lang>-<n>`` (n: position in the file), stable across
     limits. Rows with an empty instruction or output, or a repeated (instruction, input), are dropped and counted
-    by reason."""
+    by reason.
+
+    Input columns: none (the release's JSON: instruction, input, output).
+    Output columns: schemas.PROMPTS: id, lang, instruction, input, output.
+    """
     required = ("instruction", "output")
     return _convert(path, lang, kind, INSTRUCTION_FIELDS, required, _instruction_row, limit, seed)
 
@@ -278,13 +282,21 @@ def convert_ranking(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """PAIRS rows from multilingual-ranking-data-42k ``<lang>.json`` records {instruction, input,
     prefered_output [sic], rejected_output}; ids ``okapi-ranking-<lang>-<n>``. Empty or identical responses and
-    repeated pairs are dropped and counted by reason."""
+    repeated pairs are dropped and counted by reason.
+
+    Input columns: none (the release's JSON: instruction, input, prefered_output, rejected_output).
+    Output columns: schemas.PAIRS: id, lang, instruction, input, chosen, rejected.
+    """
     required = ("instruction", "prefered_output", "rejected_output")
     return _convert(path, lang, "ranking", RANKING_FIELDS, required, _ranking_row, limit, seed)
 
 
 def ranking_prompts(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The distinct prompts of the pairs (the ``rank`` split), each under its first pair's id."""
+    """The distinct prompts of the pairs (the ``rank`` split), each under its first pair's id.
+
+    Input columns: schemas.PAIRS.
+    Output columns: schemas.PROMPTS (output empty: the release ranks responses, it has no reference answer).
+    """
     seen: set[tuple[str, str]] = set()
     out = []
     for pair in pairs:
@@ -350,7 +362,11 @@ def _check_nonempty(rows: list[dict[str, Any]], path: Path) -> None:
 
 def read_converted_instructions(src: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """What translate@<lang> writes in place of the teacher's translations, from released@<lang>'s folder: the
-    TRANSLATIONS rows (all accepted, source "released") and the sft/full/rank/ppo splits."""
+    TRANSLATIONS rows (all accepted, source "released") and the sft/full/rank/ppo splits.
+
+    Input columns: released@<lang>'s folder: schemas.PROMPTS files per split.
+    Output columns: schemas.TRANSLATIONS rows, and schemas.PROMPTS rows per split (sft, full, rank, ppo).
+    """
     splits = {name: read_rows(src / f"{name}.parquet", PROMPTS) for name in ("sft", "full", "rank", "ppo")}
     split_of = {r["id"]: name for name in ("sft", "ppo", "rank") for r in splits[name]}
     rows = [
@@ -361,7 +377,11 @@ def read_converted_instructions(src: Path) -> tuple[list[dict[str, Any]], dict[s
 
 
 def read_converted_eval(src: Path, lang: str) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
-    """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder."""
+    """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder.
+
+    Input columns: released@<lang>'s eval/ folder: <benchmark>_<split>.parquet.
+    Output columns: schemas.BENCHMARK_SCHEMA[benchmark] records (MULTIPLE_CHOICE or HELLASWAG).
+    """
 
     if not (src / "eval").is_dir():
         raise DataError(f"{src}/eval: missing; released@{lang} did not convert the evaluation files")

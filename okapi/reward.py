@@ -176,7 +176,11 @@ def heldout_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], ba
 
 
 def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path, cfg: RewardConfig) -> dict[str, Any]:
-    """Train a reward model from the SFT folder on preference pairs; save it atomically to ``out_dir``."""
+    """Train a reward model from the SFT folder on preference pairs; save it atomically to ``out_dir``.
+
+    Input columns: schemas.PAIRS: id, instruction, input, chosen, rejected.
+    Output columns: none (a sequence-classification model folder; metrics).
+    """
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig as TRLRewardConfig

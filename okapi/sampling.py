@@ -132,7 +132,11 @@ def _check_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def sample_responses(model_dir: Path, rows: list[dict[str, Any]], lang: str, cfg: SampleConfig) -> list[dict[str, Any]]:
-    """T sampled responses per (id, instruction, input) row, as SAMPLES rows in input order."""
+    """T sampled responses per (id, instruction, input) row, as SAMPLES rows in input order.
+
+    Input columns: schemas.PROMPTS: id, instruction, input (the rank split).
+    Output columns: schemas.SAMPLES: id, lang, instruction, input, responses (T of them).
+    """
     _check_rows(rows)
     model, tokenizer = load_causal_lm(model_dir, for_training=False)
     device = default_device()

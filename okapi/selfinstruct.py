@@ -147,7 +147,13 @@ class GenerateConfig:
 
 # -- inputs --------------------------------------------------------------------------------------------------------
 def load_seeds(path: str | Path) -> list[dict[str, Any]]:
-    """Read seed tasks in Alpaca's seed_tasks.jsonl format, stopping at the first bad line with its field."""
+    """Read seed tasks in Alpaca's seed_tasks.jsonl format, stopping at the first bad line with its field.
+
+    Input columns: none (a seed_tasks.jsonl file: id, name, instruction, instances[{input, output}],
+        is_classification).
+    Output columns: the seed tasks as read (id, name, instruction, instances, is_classification); generate
+        turns them into schemas.INSTRUCTIONS rows with source "seed".
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: seed file not found")
@@ -209,6 +215,9 @@ def load_pool(spec: str | None, limit: int | None = None) -> list[dict[str, str]
 
     A hub id (e.g. ``tatsu-lab/alpaca``) goes through ``datasets.load_dataset``; the stages run with
     HF_DATASETS_OFFLINE=1, so it must already be in the local datasets cache.
+
+    Input columns: none (records with instruction, input, output).
+    Output columns: dicts with instruction, input, output (the pool part of schemas.INSTRUCTIONS, source "pool").
     """
     if spec is None:
         return []
@@ -460,6 +469,10 @@ def generate(
 
     Returns rows in schemas.INSTRUCTIONS (seeds, then pool, then generated) and metrics. Prompts depend only on
     ``cfg.seed`` and the seeds, so a rerun with the same params and teacher cache yields the same rows.
+
+    Input columns: seed tasks (load_seeds) and pool records (load_pool).
+    Output columns: schemas.INSTRUCTIONS: id, source (seed / pool / generated), instruction, input, output,
+        max_similarity, avg_similarity, most_similar_instructions.
     """
     if len(seeds) < cfg.num_prompt_instructions:
         raise DataError(

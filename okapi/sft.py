@@ -75,7 +75,11 @@ class SFTConfig:
 
 
 def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Prompt-completion records; a row without instruction or output stops the stage naming the record."""
+    """Prompt-completion records; a row without instruction or output stops the stage naming the record.
+
+    Input columns: schemas.PROMPTS: instruction, input, output.
+    Output columns: none (TRL prompt-completion dicts: prompt, completion).
+    """
     out = []
     for i, row in enumerate(rows):
         where = f"SFT row {i} (id {row.get('id')!r})"
@@ -141,7 +145,11 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path
 
 
 def train_sft(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTConfig) -> dict[str, Any]:
-    """Fine-tune ``model_dir`` on ``rows`` (instruction/input/output) and save model + tokenizer to ``out_dir``."""
+    """Fine-tune ``model_dir`` on ``rows`` (instruction/input/output) and save model + tokenizer to ``out_dir``.
+
+    Input columns: schemas.PROMPTS: id, instruction, input, output (the sft or full split).
+    Output columns: none (a model folder; metrics).
+    """
     out_dir = Path(out_dir)
     trainer = build_sft_trainer(Path(model_dir), rows, out_dir, cfg)
     result = train_and_save(trainer, out_dir)

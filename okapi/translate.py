@@ -466,6 +466,10 @@ def translate_instructions(
     Seed and pool rows form the "sft" split (the RLHF track's SFT data); generated rows are split, by a seeded
     hash of their id, into "rank" (rank_fraction) and "ppo". Rejected rows stay, with status "rejected", null
     translations, the last raw answer and the reason.
+
+    Input columns: schemas.INSTRUCTIONS: id, source, instruction, input, output.
+    Output columns: schemas.TRANSLATIONS: id, lang, source, split, instruction, input, output, en_instruction,
+        en_input, en_output, status, reason, raw, attempts.
     """
     language = get_language(lang)
     _check_rows(rows)
@@ -595,6 +599,10 @@ def translate_eval(
     arc / mmlu: instruction and the non-null options are translated, id and answer kept. hellaswag: activity_label,
     ctx_a, ctx_b and the endings are translated, ctx rebuilt as ctx_a + " " + ctx_b.capitalize() (lm-eval's and
     Okapi's convention), the other fields kept. Records whose translation is rejected are dropped and counted.
+
+    Input columns: English records of schemas.BENCHMARK_SCHEMA[benchmark] (eval_sources' shape).
+    Output columns: schemas.MULTIPLE_CHOICE (arc, mmlu) or schemas.HELLASWAG records, translated; dropped records
+        are counted in metrics.
     """
     if benchmark not in ("arc", "mmlu", "hellaswag"):
         raise DataError(f"benchmark {benchmark!r} is invalid; allowed: arc, mmlu, hellaswag")
@@ -648,6 +656,10 @@ def table2_lengths(rows: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]
 
     Takes translated rows (only status "ok" ones count) or English instruction rows; ``tokenizer`` is a
     transformers tokenizer (the paper counts BLOOM wordpieces).
+
+    Input columns: schemas.TRANSLATIONS (status "ok" rows) or schemas.INSTRUCTIONS: source, instruction, input,
+        output.
+    Output columns: none (metrics: token-length means by source).
     """
     usable = [r for r in rows if r.get("status", "ok") == "ok" and r.get("instruction") is not None]
     out: dict[str, Any] = {}

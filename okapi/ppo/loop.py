@@ -216,6 +216,9 @@ def train_ppo(
     the last one; a run whose fingerprint (:func:`run_fingerprint`) matches the checkpoint's continues from it and
     ends with the same weights and history as an uninterrupted run. With ``live_dir`` the history is also logged
     step by step with DVCLive.
+
+    Input columns: schemas.PROMPTS: id, instruction, input (prompts and heldout; output is not used).
+    Output columns: none (a policy folder with value_head.safetensors; metrics and history).
     """
     from accelerate.utils import set_seed
 
