@@ -5,20 +5,16 @@ output, and keeps the teacher cache so nothing that was paid for is lost."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from openai_server import FakeOpenAIServer
+from stagekit import ROOT, run_stage, write_params
 
 from okapi.io import write_parquet
 from okapi.schemas import SAMPLES
 from okapi.teacher import TeacherConfig, TeacherFatalError, enforce_failure_rate
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_rule_counts_units_and_names_the_key():
@@ -40,19 +36,16 @@ def server():
 
 
 def _params(tmp_path: Path, url: str) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["teacher"].update(backend="openai", base_url=url, model="fake-model", max_attempts=1, max_concurrency=4)
-    params["generate"].update(num_instructions=12, max_rounds=2, request_batch_size=3)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+    return write_params(
+        tmp_path,
+        **{"teacher.backend": "openai", "teacher.base_url": url, "teacher.model": "fake-model"},
+        **{"teacher.max_attempts": 1, "teacher.max_concurrency": 4},
+        **{"generate.num_instructions": 12, "generate.max_rounds": 2, "generate.request_batch_size": 3},
+    )
 
 
 def _run(stage: str, args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_stage(stage, args, env={"OPENAI_API_KEY": "sk-test"})
 
 
 def test_generate_stops_when_nothing_usable_is_kept(tmp_path, server):

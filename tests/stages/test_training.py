@@ -141,7 +141,7 @@ def test_configs_reject_bad_values() -> None:
         small_config(SFTConfig, batch_size=4, per_device_train_batch_size=8)
     with pytest.raises(ConfigError, match="sample.num_responses"):
         small_config(SampleConfig, num_responses=1)
-    with pytest.raises(ConfigError, match="reward.eval_fraction"):
+    with pytest.raises(ConfigError, match=r"^parameter rm\.eval_fraction"):
         small_config(RewardConfig, eval_fraction=1.0)
     with pytest.raises(ConfigError, match="ppo.mini_batch_size"):
         small_config(PPOConfig, batch_size=4, mini_batch_size=8)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from stagekit import write_params
 
 from okapi.config import ConfigError, from_dict
 from okapi.params import GLOBAL_SECTIONS, SECTIONS, config_class, load_params
@@ -87,12 +88,7 @@ def test_literal_choices_are_checked_on_load():
 
 
 def _params(tmp_path, **sections):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for name, value in sections.items():
-        raw[name] = value
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_params(tmp_path, **sections)
 
 
 @pytest.mark.parametrize(
