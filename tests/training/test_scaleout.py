@@ -1,6 +1,6 @@
 """Scale-out checks: accelerate configs parse as accelerate reads them, training code asks accelerate (not a
 hard-coded 1) for the world size and steps through a real Accelerator. Nothing here launches a second process or
-needs a GPU (tests/stages/test_multiprocess.py runs two)."""
+needs a GPU (tests/training/test_multiprocess.py runs two)."""
 
 from __future__ import annotations
 
