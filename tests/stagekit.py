@@ -45,6 +45,12 @@ def write_params(tmp_path: Path, **changes: Any) -> Path:
     return path
 
 
+def fake_teacher_params(tmp_path: Path, url: str, **changes: Any) -> Path:
+    """write_params with the teacher pointed at a loopback OpenAI-compatible server (tests/openai_server.py)."""
+    teacher = {"teacher.backend": "openai", "teacher.base_url": url, "teacher.model": "fake-model"}
+    return write_params(tmp_path, **teacher, **{"teacher.max_concurrency": 4}, **changes)
+
+
 def assert_one_clear_error(proc: subprocess.CompletedProcess, *words: str) -> str:
     """The stage stopped with exit code 2 and one ``error:`` line holding ``words``; returns that line."""
     assert proc.returncode == 2, proc.stderr[-3000:]

@@ -106,6 +106,10 @@ SMALL_CONFIGS: dict[str, dict] = {
 }
 
 
+# A PPO run on the tiny model that moves its weights in a step or two: two trained blocks, 4-prompt batches.
+TINY_PPO: dict = dict(top_layers=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=5, learning_rate=1e-3)
+
+
 def small_config(cls, **overrides):
     """``cls`` (a config dataclass) with the test settings above, then ``overrides``."""
     return cls(**{**SMALL_CONFIGS.get(cls.__name__, {}), **overrides})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from openai_server import FakeOpenAIServer
-from stagekit import ROOT, run_stage, write_params
+from stagekit import ROOT, fake_teacher_params, run_stage
 
 from okapi.io import write_parquet
 from okapi.schemas import SAMPLES
@@ -36,10 +36,10 @@ def server():
 
 
 def _params(tmp_path: Path, url: str) -> Path:
-    return write_params(
+    return fake_teacher_params(
         tmp_path,
-        **{"teacher.backend": "openai", "teacher.base_url": url, "teacher.model": "fake-model"},
-        **{"teacher.max_attempts": 1, "teacher.max_concurrency": 4},
+        url,
+        **{"teacher.max_attempts": 1},
         **{"generate.num_instructions": 12, "generate.max_rounds": 2, "generate.request_batch_size": 3},
     )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from openai_server import FakeOpenAIServer
-from stagekit import ROOT, run_stage, write_params
+from stagekit import ROOT, fake_teacher_params, run_stage
 
 from okapi.io import read_rows, write_parquet
 from okapi.schemas import INSTRUCTIONS, PAIRS, RANKINGS, SAMPLES, TRANSLATIONS
@@ -51,10 +51,10 @@ def server():
 
 
 def _params(tmp_path: Path, url: str) -> Path:
-    return write_params(
+    return fake_teacher_params(
         tmp_path,
-        **{"teacher.backend": "openai", "teacher.base_url": url, "teacher.model": "fake-model"},
-        **{"teacher.max_concurrency": 4, "teacher.prices": {"fake-model": {"prompt": 1.0, "completion": 2.0}}},
+        url,
+        **{"teacher.prices": {"fake-model": {"prompt": 1.0, "completion": 2.0}}},
         **{"generate.num_instructions": 6, "generate.max_rounds": 3, "generate.request_batch_size": 2},
         **{"translate.limit": 10, "translate.eval_limit": 2, "translate.langid": False},
     )

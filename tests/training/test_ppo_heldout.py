@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import small_config
+from tiny import TINY_PPO, small_config
 
 from okapi.config import ConfigError
 from okapi.modeling import decoder_layers, load_causal_lm
@@ -68,12 +68,7 @@ def test_ppo_with_a_heldout_slice_reports_the_final_policys_kl(tiny_model_dir: P
 
     cfg = small_config(
         PPOConfig,
-        top_layers=2,
-        batch_size=4,
-        mini_batch_size=2,
-        ppo_epochs=2,
-        max_new_tokens=5,
-        learning_rate=1e-3,
+        **TINY_PPO,
         heldout_fraction=0.2,
         heldout_samples=3,
     )

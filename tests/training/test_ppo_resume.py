@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tiny import build_untrained_rm, small_config
+from tiny import TINY_PPO, build_untrained_rm, small_config
 
 from okapi.config import ConfigError
 from okapi.ppo import CKPT_OPTIMIZER, CKPT_STATE, CKPT_WEIGHTS, VALUE_HEAD_FILE, PPOConfig, RewardFn, train_ppo
@@ -23,12 +23,7 @@ from okapi.ppo import CKPT_OPTIMIZER, CKPT_STATE, CKPT_WEIGHTS, VALUE_HEAD_FILE,
 ROWS = [{"id": f"q{i:02d}", "instruction": f"Give three tips number {i}.", "input": ""} for i in range(10)]
 # 10 prompts in batches of 4: 3 steps per epoch (the last one short), 5 steps in all, across an epoch boundary.
 CFG = dict(
-    top_layers=2,
-    batch_size=4,
-    mini_batch_size=2,
-    ppo_epochs=2,
-    max_new_tokens=5,
-    learning_rate=1e-3,
+    **TINY_PPO,
     epochs=2,
     max_steps=5,
     checkpoint_every=2,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from fakes import toy_pairs
 from safetensors.torch import load_file
-from tiny import build_untrained_rm, small_config
+from tiny import TINY_PPO, build_untrained_rm, small_config
 
 from okapi.config import ConfigError
 from okapi.io import DataError
@@ -239,16 +239,7 @@ def test_ppo_step_with_a_reward_model_trains_only_top_layers_and_value_head(base
     rm_dir = build_untrained_rm(base_dir, tmp_path / "rm")
     before = weights(base_dir)
     out = tmp_path / "ppo"
-    cfg = small_config(
-        PPOConfig,
-        top_layers=2,
-        batch_size=4,
-        mini_batch_size=2,
-        ppo_epochs=2,
-        max_new_tokens=6,
-        max_steps=1,
-        learning_rate=1e-3,
-    )
+    cfg = small_config(PPOConfig, **{**TINY_PPO, "max_new_tokens": 6}, max_steps=1)
     metrics, history = train_ppo(base_dir, rm_dir, PROMPTS[:8], HELDOUT[:4], out, cfg)
     assert metrics["steps"] == 1 and len(history) == 1
     for key in (
