@@ -16,9 +16,8 @@ from typing import Any
 
 from okapi.config import ConfigError
 from okapi.io import DataError, read_jsonl
-from okapi.schemas import BENCHMARKS
+from okapi.schemas import BENCHMARKS, LETTERS, OPTION_FIELDS
 
-LETTERS = "ABCDE"
 _HUB_SPEC = re.compile(r"(?P<name>[\w.-]+/[\w.-]+)(?::(?P<config>[\w.-]+))?@(?P<split>[\w.-]+)")
 
 
@@ -40,8 +39,8 @@ def _arc(rec: dict[str, Any], n: int) -> dict[str, Any]:
     key = str(rec["answerKey"])
     answer = LETTERS[int(key) - 1] if key.isdigit() else key
     out = {"id": str(rec.get("id", n)), "answer": answer, "instruction": rec["question"]}
-    for letter in LETTERS:
-        out[f"option_{letter.lower()}"] = texts[letters.index(letter)] if letter in letters else None
+    for letter, option in zip(LETTERS, OPTION_FIELDS, strict=True):
+        out[option] = texts[letters.index(letter)] if letter in letters else None
     return out
 
 
@@ -52,8 +51,8 @@ def _mmlu(rec: dict[str, Any], n: int) -> dict[str, Any]:
         "answer": LETTERS[int(rec["answer"])],
         "instruction": rec["question"],
     }
-    for i, letter in enumerate(LETTERS):
-        out[f"option_{letter.lower()}"] = choices[i] if i < len(choices) else None
+    for i, option in enumerate(OPTION_FIELDS):
+        out[option] = choices[i] if i < len(choices) else None
     return out
 
 

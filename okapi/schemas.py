@@ -133,6 +133,7 @@ PROMPTS = pa.schema(
 # into them, evaluate scores them): the benchmarks in one order, each one's schema, and the record checks.
 BENCHMARKS: tuple[str, ...] = ("arc", "hellaswag", "mmlu")
 BENCHMARK_SCHEMA: dict[str, pa.Schema] = {"arc": MULTIPLE_CHOICE, "hellaswag": HELLASWAG, "mmlu": MULTIPLE_CHOICE}
+MULTIPLE_CHOICE_BENCHMARKS = tuple(b for b in BENCHMARKS if BENCHMARK_SCHEMA[b] is MULTIPLE_CHOICE)
 LETTERS = ("A", "B", "C", "D", "E")
 OPTION_FIELDS = tuple(f"option_{c.lower()}" for c in LETTERS)
 MMLU_OPTIONS = 4  # the okapi MMLU prompt always lists A. to D.

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from okapi.config import ConfigError, check, check_choices
 from okapi.io import DataError
 from okapi.languages import get_language
-from okapi.schemas import BENCHMARKS, OPTION_FIELDS
+from okapi.schemas import BENCHMARKS, MULTIPLE_CHOICE_BENCHMARKS, OPTION_FIELDS
 from okapi.teacher import ChatRequest, ParseError
 
 log = logging.getLogger(__name__)
@@ -562,7 +562,7 @@ def check_splits(splits: dict[str, list[dict[str, Any]]], lang: str) -> None:
 def _eval_fields(benchmark: str, rec: dict[str, Any], number: int) -> dict[str, str]:
     """The text fields of one benchmark record to translate (keys of the JSON object sent)."""
     where = f"{benchmark} record {number}"
-    if benchmark in ("arc", "mmlu"):
+    if benchmark in MULTIPLE_CHOICE_BENCHMARKS:
         for key in ("id", "answer", "instruction"):
             if not isinstance(rec.get(key), str):
                 raise DataError(f"{where}: field {key!r} must be a string")
@@ -604,8 +604,8 @@ def translate_eval(
     Output columns: schemas.MULTIPLE_CHOICE (arc, mmlu) or schemas.HELLASWAG records, translated; dropped records
         are counted in metrics.
     """
-    if benchmark not in ("arc", "mmlu", "hellaswag"):
-        raise DataError(f"benchmark {benchmark!r} is invalid; allowed: arc, mmlu, hellaswag")
+    if benchmark not in BENCHMARKS:
+        raise DataError(f"benchmark {benchmark!r} is invalid; allowed: {', '.join(BENCHMARKS)}")
     get_language(lang)
     chosen = records[: cfg.eval_limit] if cfg.eval_limit is not None else records
     items = [(f"{benchmark}-{i}", _eval_fields(benchmark, rec, i + 1)) for i, rec in enumerate(chosen)]
@@ -616,7 +616,7 @@ def translate_eval(
         if res.value is None:
             continue
         t = res.value
-        if benchmark in ("arc", "mmlu"):
+        if benchmark in MULTIPLE_CHOICE_BENCHMARKS:
             row = {"id": rec["id"], "answer": rec["answer"], "instruction": t["instruction"]}
             for opt in OPTION_FIELDS:
                 row[opt] = t.get(opt, rec.get(opt)) if rec.get(opt) is not None else None
