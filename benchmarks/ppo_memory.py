@@ -198,7 +198,7 @@ def _warm_up(device: Any) -> None:
     from accelerate import Accelerator  # noqa: F401
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    import okapi.ppo  # noqa: F401
+    import okapi.ppo.loop  # noqa: F401  (the package itself imports its modules lazily)
 
     tiny = LlamaForCausalLM(LlamaConfig(**PRESETS["tiny"])).to(device)
     ids = torch.randint(0, 512, (2, 16), device=device)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from okapi.config import ConfigError
+from okapi.hub import apply_offline_policy
 from okapi.io import DataError
 from okapi.languages import UnknownLanguageError
 
@@ -29,14 +30,6 @@ def setup_logging(level: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def offline_unless_allowed() -> None:
-    """Default to offline hubs; a real user sets OKAPI_ALLOW_HUB=1 to let transformers/datasets download."""
-    if os.environ.get("OKAPI_ALLOW_HUB") != "1":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -48,7 +41,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     from okapi.llama_server import EmbeddedServerError
     from okapi.teacher import TeacherFatalError
 
-    offline_unless_allowed()
+    apply_offline_policy()  # before any HF library is imported: they read the variables once
     setup_logging()
     try:
         main(argv)

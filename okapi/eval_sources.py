@@ -22,11 +22,11 @@ from typing import Any
 from okapi.config import ConfigError
 from okapi.io import DataError, read_jsonl
 from okapi.protocols import SHOT_SPLIT
+from okapi.schemas import BENCHMARKS, LETTERS, OPTION_FIELDS
 
-BENCHMARKS = ("arc", "mmlu", "hellaswag")
 SHOT_KEYS = tuple(f"{b}_{SHOT_SPLIT[b]}" for b in BENCHMARKS)  # the shot splits' source keys
 SOURCE_KEYS = BENCHMARKS + SHOT_KEYS
-LETTERS = "ABCDE"
+
 _HUB_SPEC = re.compile(r"(?P<name>[\w.-]+/[\w.-]+)(?::(?P<config>[\w.-]+))?@(?P<split>[\w.-]+)")
 
 
@@ -48,8 +48,8 @@ def _arc(rec: dict[str, Any], n: int) -> dict[str, Any]:
     key = str(rec["answerKey"])
     answer = LETTERS[int(key) - 1] if key.isdigit() else key
     out = {"id": str(rec.get("id", n)), "answer": answer, "instruction": rec["question"]}
-    for letter in LETTERS:
-        out[f"option_{letter.lower()}"] = texts[letters.index(letter)] if letter in letters else None
+    for letter, option in zip(LETTERS, OPTION_FIELDS, strict=True):
+        out[option] = texts[letters.index(letter)] if letter in letters else None
     return out
 
 
@@ -60,8 +60,8 @@ def _mmlu(rec: dict[str, Any], n: int) -> dict[str, Any]:
         "answer": LETTERS[int(rec["answer"])],
         "instruction": rec["question"],
     }
-    for i, letter in enumerate(LETTERS):
-        out[f"option_{letter.lower()}"] = choices[i] if i < len(choices) else None
+    for i, option in enumerate(OPTION_FIELDS):
+        out[option] = choices[i] if i < len(choices) else None
     return out
 
 
@@ -89,7 +89,11 @@ def benchmark_of(key: str) -> str:
 
 
 def from_hub(benchmark: str, spec: str, limit: int | None = None, key: str | None = None) -> list[dict[str, Any]]:
-    """Load a benchmark split with `datasets` and convert it to Okapi's record shape."""
+    """Load a benchmark split with `datasets` and convert it to Okapi's record shape.
+
+    Input columns: none (a hub dataset: ARC, MMLU or HellaSwag in its own columns).
+    Output columns: English records of schemas.BENCHMARK_SCHEMA[benchmark] (MULTIPLE_CHOICE or HELLASWAG).
+    """
     import datasets
 
     name, config, split = parse_hub_spec(spec, f"translate.eval_sources.{key or benchmark}")
@@ -130,7 +134,12 @@ def load_sources(
     local_dir: Path, hub: dict[str, str], limit: int | None = None, shot_keys: list[str] | tuple[str, ...] = ()
 ) -> dict[str, list[dict[str, Any]]]:
     """{key: English records} for every benchmark and for the shot splits in ``shot_keys`` (e.g. ``arc_train``):
-    from ``hub`` where it names the key, else ``local_dir/<key>.jsonl``."""
+    from ``hub`` where it names the key, else ``local_dir/<key>.jsonl``.
+
+    Input columns: none (<key>.jsonl files or hub datasets).
+    Output columns: English records of schemas.BENCHMARK_SCHEMA[benchmark], by key: the benchmarks in
+        schemas.BENCHMARKS order, then the shot splits.
+    """
     unknown = sorted(set(hub) - set(SOURCE_KEYS))
     if unknown:
         raise ConfigError(f"unknown benchmark translate.eval_sources.{unknown[0]}; allowed: {', '.join(SOURCE_KEYS)}")

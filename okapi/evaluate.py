@@ -28,24 +28,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from okapi import schemas
-from okapi.config import ConfigError, check
+from okapi.config import ConfigError, check, check_choices
+from okapi.hub import apply_offline_policy, is_hub_id
 from okapi.io import DataError, atomic_dir, read_rows, write_json, write_jsonl
 from okapi.languages import REGISTRY
 from okapi.protocols import (  # noqa: F401  (re-exported: the lm_eval_okapi record functions lived here)
-    BENCHMARKS,
-    LETTERS,
-    MMLU_OPTIONS,
-    OPTION_FIELDS,
     PROTOCOL_NAMES,
     SHOT_SPLIT,
     ProtocolName,
@@ -56,22 +51,32 @@ from okapi.protocols import (  # noqa: F401  (re-exported: the lm_eval_okapi rec
     mmlu_doc,
     shots_for,
 )
+from okapi.schemas import (  # noqa: F401  (re-exported for callers that imported them from here)
+    BENCHMARK_SCHEMA,
+    BENCHMARKS,
+    LETTERS,
+    MMLU_OPTIONS,
+    OPTION_FIELDS,
+    record_name,
+    record_problem,
+)
 
 if TYPE_CHECKING:  # heavy imports stay out of module import: validation and --help need no torch
     from lm_eval.api.model import LM
 
 log = logging.getLogger(__name__)
 
-SCHEMA = {"arc": schemas.MULTIPLE_CHOICE, "mmlu": schemas.MULTIPLE_CHOICE, "hellaswag": schemas.HELLASWAG}
 # The split each benchmark is scored on in Okapi's release (its shot splits: okapi.protocols.SHOT_SPLIT).
 EVAL_SPLIT = {"arc": "test", "mmlu": "test", "hellaswag": "val"}
-DTYPES = ("float32", "bfloat16", "float16", "auto")
 RESULT_KEYS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n")
 
 
 @dataclass
 class EvalConfig:
+    """The ``evaluate`` section: lm-eval on the translated ARC, HellaSwag and MMLU (paper §4)."""
+
     benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
+    """Benchmarks to score, each at most once (schemas.BENCHMARKS)."""
     protocol: ProtocolName = "lm_eval_okapi"
     """How benchmarks are prompted and scored (okapi.protocols): okapi_paper (the authors' harness: ARC and MMLU
     25-shot, HellaSwag 0-shot, MMLU scored on whole choice texts), lm_eval_okapi (lm-eval's own okapi tasks,
@@ -80,15 +85,21 @@ class EvalConfig:
     """Shots per benchmark overriding the protocol's, e.g. {mmlu: 5}; a benchmark not named, or null, keeps the
     protocol's own shots."""
     limit: int | None = None
-    batch_size: int = 4  # fixed: "auto" probes memory and makes runs machine-dependent
+    """Score only the first N records of each benchmark (null: all)."""
+    batch_size: int = 4
+    """Fixed batch size: "auto" probes memory and makes runs machine-dependent."""
     seed: int = 1234
+    """Seeds lm-eval's few-shot sampling."""
     device: str = "cpu"
-    dtype: str = "float32"
-    # Extra reference columns of the paper's tables (e.g. {bloomz: bigscience/bloomz-7b1}): name -> local model
-    # folder or hub id (a hub id needs OKAPI_ALLOW_HUB=1). Evaluated next to base / SFT / RLHF in every language.
+    """cpu, mps, cuda or cuda:<index>."""
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    """Weights' dtype when the model is loaded for scoring."""
     reference_models: dict[str, str] = field(default_factory=dict)
+    """Extra reference columns of the paper's tables (e.g. {bloomz: bigscience/bloomz-7b1}): name -> local model
+    folder or hub id (a hub id needs OKAPI_ALLOW_HUB=1). Evaluated next to base / SFT / RLHF in every language."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "evaluate")
         allowed = ", ".join(BENCHMARKS)
         for name, spec in self.reference_models.items():
             check(
@@ -127,55 +138,12 @@ class EvalConfig:
             self.device,
             "cpu, mps, cuda or cuda:<index>",
         )
-        check(self.dtype in DTYPES, "evaluate.dtype", self.dtype, ", ".join(DTYPES))
 
     def shots(self, benchmark: str) -> int:
         return shots_for(self.protocol, benchmark, self.num_fewshot)
 
 
 # --- validation ----------------------------------------------------------------------------------------------------
-
-
-def record_problem(benchmark: str, rec: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, what is wrong) for the first problem in one record, or None when the record is usable."""
-    if benchmark == "hellaswag":
-        for key in ("activity_label", "ctx_a", "ctx_b"):
-            if not isinstance(rec.get(key), str):
-                return key, "is missing (a string is required; ctx_b may be empty)"
-        if not (rec["activity_label"] + rec["ctx_a"] + rec["ctx_b"]).strip():
-            return "ctx_a", "is empty (the context needs text)"
-        endings = rec.get("endings")
-        if not isinstance(endings, list) or len(endings) < 2:
-            return "endings", "must be a list of at least 2 endings"
-        for i, ending in enumerate(endings):
-            if not isinstance(ending, str) or not ending.strip():
-                return "endings", f"ending {i} is empty"
-        label = rec.get("label")
-        label = label.strip() if isinstance(label, str) else label
-        if not isinstance(label, str) or not label.isdigit() or int(label) >= len(endings):
-            return "label", f"= {rec.get('label')!r} is not an ending index; allowed: '0'..'{len(endings) - 1}'"
-        return None
-    if not isinstance(rec.get("instruction"), str) or not rec["instruction"].strip():
-        return "instruction", "is missing or empty"
-    present = [bool(isinstance(rec.get(f), str) and rec[f]) for f in OPTION_FIELDS]
-    n = sum(present)
-    if n < 2:
-        return "options", f"has {n} option(s); at least 2 (option_a, option_b, ...) are required"
-    if not all(present[:n]):
-        gap = OPTION_FIELDS[present.index(False)]
-        return gap, "is missing while a later option is set; options must fill option_a, option_b, ... in order"
-    if benchmark == "mmlu" and n != MMLU_OPTIONS:
-        return "options", f"has {n} options; MMLU records need exactly 4 (option_a..option_d, option_e empty)"
-    allowed = LETTERS[:n]
-    if rec.get("answer") not in allowed:
-        return "answer", f"= {rec.get('answer')!r} is not one of its options; allowed: {', '.join(allowed)}"
-    return None
-
-
-def record_name(benchmark: str, rec: dict[str, Any], index: int) -> str:
-    key = "ind" if benchmark == "hellaswag" else "id"
-    value = rec.get(key)
-    return f"record {index} ({key}={value!r})" if value is not None else f"record {index}"
 
 
 def validate_records(benchmark: str, rows: list[dict[str, Any]], where: str) -> None:
@@ -200,9 +168,13 @@ def _check_lang(lang: str) -> None:
 
 
 def load_benchmark_file(benchmark: str, path: Path) -> list[dict[str, Any]]:
-    """Read and validate one benchmark Parquet file (schema, then every record)."""
+    """Read and validate one benchmark Parquet file (schema, then every record).
+
+    Input columns: a Parquet file of schemas.BENCHMARK_SCHEMA[benchmark].
+    Output columns: the same records, each checked by schemas.record_problem.
+    """
     _check_benchmark(benchmark)
-    rows = read_rows(path, SCHEMA[benchmark])
+    rows = read_rows(path, BENCHMARK_SCHEMA[benchmark])
     validate_records(benchmark, rows, str(path))
     return rows
 
@@ -331,25 +303,9 @@ def write_task_yaml(
 # --- evaluation ------------------------------------------------------------------------------------------------------
 
 
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _is_hub_id(path: Path) -> bool:
-    """A reference model named by hub id ("org/name"), allowed only when the user lets us reach the hub."""
-    text = str(path)
-    return (
-        os.environ.get("OKAPI_ALLOW_HUB") == "1"
-        and not path.exists()
-        and re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None
-    )
-
-
 def load_lm(model_dir: Path, cfg: EvalConfig) -> LM:
     """An lm-eval HFLM over a local model folder (or a .gguf file, loaded by transformers)."""
-    _offline()
+    apply_offline_policy()
     from lm_eval.models.huggingface import HFLM
 
     model_dir = Path(model_dir)
@@ -358,7 +314,7 @@ def load_lm(model_dir: Path, cfg: EvalConfig) -> LM:
         kwargs.update(pretrained=str(model_dir.parent.resolve()), gguf_file=model_dir.name)
     elif (model_dir / "config.json").is_file():
         kwargs["pretrained"] = str(model_dir.resolve())
-    elif _is_hub_id(model_dir):
+    elif is_hub_id(model_dir):
         kwargs["pretrained"] = str(model_dir)
     else:
         raise DataError(f"{model_dir}: not a model folder (no config.json) nor a .gguf file")
@@ -376,7 +332,7 @@ def run_task(
     log_samples: bool = False,
 ) -> dict[str, Any]:
     """Run one generated task through ``simple_evaluate``; returns lm-eval's raw result dict."""
-    _offline()
+    apply_offline_policy()
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -518,7 +474,7 @@ def evaluate_models(
         raise ConfigError("evaluate_models: no models given; pass at least one name -> model folder")
     plan = {b: plan_benchmark(Path(data_dir), b, cfg) for b in cfg.benchmarks}
     for name, path in models.items():
-        if not (Path(path).is_file() or (Path(path) / "config.json").is_file() or _is_hub_id(Path(path))):
+        if not (Path(path).is_file() or (Path(path) / "config.json").is_file() or is_hub_id(path)):
             hint = " (a hub id needs OKAPI_ALLOW_HUB=1)" if not Path(path).exists() and "/" in str(path) else ""
             raise DataError(f"model {name!r}: {path} is not a model folder (no config.json) nor a .gguf file{hint}")
     results: dict[str, Any] = {}

@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from okapi import schemas
 from okapi.config import ConfigError
-from okapi.evaluate import BENCHMARKS, OPTION_FIELDS, record_name, record_problem
 from okapi.io import DataError, read_jsonl, write_parquet
 from okapi.languages import REGISTRY
+from okapi.schemas import BENCHMARK_SCHEMA, BENCHMARKS, OPTION_FIELDS, record_name, record_problem
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "mmlu": ("dev", "val", "test"),
     "hellaswag": ("val",),
 }
-SCHEMA = {"arc": schemas.MULTIPLE_CHOICE, "mmlu": schemas.MULTIPLE_CHOICE, "hellaswag": schemas.HELLASWAG}
 _FILE_NAME = re.compile(r"(?P<lang>[a-z]{2,3})_(?P<split>[a-z]+)\.jsonl?")
 
 
@@ -49,7 +47,11 @@ def _text(value: Any) -> str | None:
 
 
 def convert_record(benchmark: str, rec: dict[str, Any]) -> dict[str, Any]:
-    """One release record in our contract's shape (values that are not text become null and fail validation)."""
+    """One release record in our contract's shape (values that are not text become null and fail validation).
+
+    Input columns: none (one release record, m_arc / m_mmlu / m_hellaswag shape).
+    Output columns: one record of schemas.BENCHMARK_SCHEMA[benchmark].
+    """
     if benchmark == "hellaswag":
         ind = rec.get("ind")
         if isinstance(ind, str) and ind.strip().isdigit():
@@ -91,7 +93,11 @@ def _problem(benchmark: str, rec: dict[str, Any], seen: set[Any]) -> str | None:
 
 
 def convert_records(benchmark: str, records: list[dict[str, Any]], src: Path) -> list[dict[str, Any]]:
-    """The records of one release file in our contract's shape; unscorable ones are logged and left out."""
+    """The records of one release file in our contract's shape; unscorable ones are logged and left out.
+
+    Input columns: none (the release file's records).
+    Output columns: schemas.BENCHMARK_SCHEMA[benchmark] records that pass schemas.record_problem.
+    """
     kept, seen = [], set()
     for i, raw in enumerate(records):
         rec = convert_record(benchmark, raw)
@@ -109,7 +115,7 @@ def import_split(benchmark: str, src: Path, out_file: Path) -> dict[str, int]:
     records = read_jsonl(src)
     kept = convert_records(benchmark, records, src)
     if kept:
-        write_parquet(kept, out_file, SCHEMA[benchmark])
+        write_parquet(kept, out_file, BENCHMARK_SCHEMA[benchmark])
     else:
         log.error("%s: every record was rejected; %s not written", src, out_file)
     return {"read": len(records), "written": len(kept), "rejected": len(records) - len(kept)}

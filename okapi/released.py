@@ -36,7 +36,7 @@ from typing import Any
 from okapi.config import ConfigError, check
 from okapi.io import DataError, read_jsonl, read_rows, write_json, write_parquet
 from okapi.languages import get_language
-from okapi.schemas import PAIRS, PROMPTS
+from okapi.schemas import BENCHMARK_SCHEMA, PAIRS, PROMPTS
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +68,24 @@ DEFAULT_EVAL_BASE_URL = "http://nlp.uoregon.edu/download/okapi-eval/datasets"
 
 @dataclass
 class ReleasedConfig:
-    # true: the pipeline takes `parts` from Okapi's released files (fetch them first) instead of the teacher.
-    # Global: a per-language override may not change use or parts (generate is shared by all languages).
+    """The ``released`` section: Okapi's released data (github.com/nlp-uoregon/Okapi, CC BY-NC 4.0) instead of the
+    teacher's generate / translate / sample / rank."""
+
     use: bool = False
-    # instructions: SFT/PPO data (generate and translation skipped; needs ranking, whose prompts are the rank
-    # split); ranking: preference pairs (sample and the teacher's ranking skipped); eval: the benchmarks.
+    """true: the pipeline takes ``parts`` from Okapi's released files (fetch them first) instead of the teacher.
+    Global: a per-language override may not change use or parts (generate is shared by all languages)."""
     parts: list[str] = field(default_factory=lambda: list(PARTS))
-    # Git LFS files: the media URL serves the data, raw.githubusercontent.com would serve the LFS pointer.
+    """instructions: SFT/PPO data (generate and translation skipped; needs ranking, whose prompts are the rank
+    split); ranking: preference pairs (sample and the teacher's ranking skipped); eval: the benchmarks."""
     base_url: str = DEFAULT_BASE_URL
+    """Where the instruction and ranking files are. Git LFS files: the media URL serves the data,
+    raw.githubusercontent.com would serve the LFS pointer."""
     eval_base_url: str = DEFAULT_EVAL_BASE_URL
-    limit: int | None = None  # rows kept per released instruction / ranking file (null: all)
-    seed: int = 42  # which rows a limit keeps
+    """Where the translated benchmark files are."""
+    limit: int | None = None
+    """Rows kept per released instruction / ranking file (null: all); a language may override only this."""
+    seed: int = 42
+    """Which rows a limit keeps."""
 
     def __post_init__(self) -> None:
         check(self.limit is None or self.limit >= 1, "released.limit", self.limit, "null or an integer >= 1")
@@ -261,7 +268,11 @@ def convert_instructions(
     """PROMPTS rows from multilingual-alpaca-52k / multilingual-rl-tuning-64k ``<lang>.json`` records
     {instruction, input, output}. Ids are ``okapi-<kind>-<lang>-<n>`` (n: position in the file), stable across
     limits. Rows with an empty instruction or output, or a repeated (instruction, input), are dropped and counted
-    by reason."""
+    by reason.
+
+    Input columns: none (the release's JSON: instruction, input, output).
+    Output columns: schemas.PROMPTS: id, lang, instruction, input, output.
+    """
     required = ("instruction", "output")
     return _convert(path, lang, kind, INSTRUCTION_FIELDS, required, _instruction_row, limit, seed)
 
@@ -271,13 +282,21 @@ def convert_ranking(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """PAIRS rows from multilingual-ranking-data-42k ``<lang>.json`` records {instruction, input,
     prefered_output [sic], rejected_output}; ids ``okapi-ranking-<lang>-<n>``. Empty or identical responses and
-    repeated pairs are dropped and counted by reason."""
+    repeated pairs are dropped and counted by reason.
+
+    Input columns: none (the release's JSON: instruction, input, prefered_output, rejected_output).
+    Output columns: schemas.PAIRS: id, lang, instruction, input, chosen, rejected.
+    """
     required = ("instruction", "prefered_output", "rejected_output")
     return _convert(path, lang, "ranking", RANKING_FIELDS, required, _ranking_row, limit, seed)
 
 
 def ranking_prompts(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The distinct prompts of the pairs (the ``rank`` split), each under its first pair's id."""
+    """The distinct prompts of the pairs (the ``rank`` split), each under its first pair's id.
+
+    Input columns: schemas.PAIRS.
+    Output columns: schemas.PROMPTS (output empty: the release ranks responses, it has no reference answer).
+    """
     seen: set[tuple[str, str]] = set()
     out = []
     for pair in pairs:
@@ -293,7 +312,7 @@ def convert_language(src: Path, lang: str, out: Path, cfg: ReleasedConfig) -> di
     sft/full/ppo.parquet (PROMPTS), ranking -> pairs.parquet (PAIRS) and rank.parquet (its prompts), eval ->
     eval/<benchmark>_<split>.parquet. Everything is read and checked before anything is written. Returns the
     metrics."""
-    from okapi.import_eval import SCHEMA, convert_records
+    from okapi.import_eval import convert_records
 
     outputs: list[tuple[list[dict[str, Any]], Path, Any]] = []
     files: dict[str, Any] = {}
@@ -327,7 +346,7 @@ def convert_language(src: Path, lang: str, out: Path, cfg: ReleasedConfig) -> di
                     raise DataError(
                         f"{path}: none of its {len(records)} records can be scored (reasons in the log above)"
                     )
-                outputs.append((kept, out / "eval" / f"{bench}_{split}.parquet", SCHEMA[bench]))
+                outputs.append((kept, out / "eval" / f"{bench}_{split}.parquet", BENCHMARK_SCHEMA[bench]))
                 files["eval"][f"{bench}_{split}"] = {"read": len(records), "kept": len(kept)}
     for rows, path, schema in outputs:
         write_parquet(rows, path, schema)
@@ -343,7 +362,11 @@ def _check_nonempty(rows: list[dict[str, Any]], path: Path) -> None:
 
 def read_converted_instructions(src: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """What translate@<lang> writes in place of the teacher's translations, from released@<lang>'s folder: the
-    TRANSLATIONS rows (all accepted, source "released") and the sft/full/rank/ppo splits."""
+    TRANSLATIONS rows (all accepted, source "released") and the sft/full/rank/ppo splits.
+
+    Input columns: released@<lang>'s folder: schemas.PROMPTS files per split.
+    Output columns: schemas.TRANSLATIONS rows, and schemas.PROMPTS rows per split (sft, full, rank, ppo).
+    """
     splits = {name: read_rows(src / f"{name}.parquet", PROMPTS) for name in ("sft", "full", "rank", "ppo")}
     split_of = {r["id"]: name for name in ("sft", "ppo", "rank") for r in splits[name]}
     rows = [
@@ -354,14 +377,17 @@ def read_converted_instructions(src: Path) -> tuple[list[dict[str, Any]], dict[s
 
 
 def read_converted_eval(src: Path, lang: str) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
-    """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder."""
-    from okapi.import_eval import SCHEMA
+    """{<benchmark>_<split>: (schema, records)} from released@<lang>'s eval/ folder.
+
+    Input columns: released@<lang>'s eval/ folder: <benchmark>_<split>.parquet.
+    Output columns: schemas.BENCHMARK_SCHEMA[benchmark] records (MULTIPLE_CHOICE or HELLASWAG).
+    """
 
     if not (src / "eval").is_dir():
         raise DataError(f"{src}/eval: missing; released@{lang} did not convert the evaluation files")
     evals = {}
     for path in sorted((src / "eval").glob("*.parquet")):
-        schema = SCHEMA[path.stem.split("_")[0]]
+        schema = BENCHMARK_SCHEMA[path.stem.split("_")[0]]
         evals[path.stem] = (schema, read_rows(path, schema))
     return evals
 

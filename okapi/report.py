@@ -23,8 +23,9 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from okapi.config import check, check_choices
 from okapi.io import DataError, atomic_path, read_jsonl, write_json, write_text
 from okapi.languages import CATEGORY_NAMES, REGISTRY, TARGET_LANGUAGES, UnknownLanguageError, get_language
 from okapi.paper_tables import PAPER_MODEL_NAMES, PaperTable
@@ -32,6 +33,27 @@ from okapi.report_cells import DocResults, average_cell, cell_of, discordance, p
 from okapi.stats import Z95, PairedResult, paired_test
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportConfig:
+    """The ``report`` section: what the paper's tables show."""
+
+    models: list[str] = field(default_factory=lambda: ["base", "sft", "rlhf"])
+    """Columns of the tables, in order: model names the evaluate stage scored."""
+    metric: Literal["acc", "acc_norm"] = "acc_norm"
+    """The score in the tables (the paper reports lm-eval's acc_norm)."""
+    compare_paper: bool = False
+    """Put the paper's published numbers (data/paper/okapi_tables.csv, Tables 3-8) beside ours with the difference,
+    and end each table with how many languages reproduce the paper within our 95 % interval (paper profiles: true)."""
+    paper_model: Literal["bloom-7b", "llama-7b"] = "bloom-7b"
+    """Which base model's tables compare_paper compares with: bloom-7b (Tables 3-5: BLOOM, BLOOMZ, SFT, RLHF) or
+    llama-7b (Tables 6-8: LLaMA, SFT, RLHF on LLaMA's 14 languages)."""
+
+    def __post_init__(self) -> None:
+        check_choices(self, "report")
+        check(len(self.models) >= 1, "report.models", self.models, "a non-empty list of model names")
+
 
 BENCHMARK_NAMES = {"arc": "ARC", "hellaswag": "HellaSwag", "mmlu": "MMLU"}  # paper order: Tables 3, 4, 5
 METRICS = ("acc", "acc_norm")

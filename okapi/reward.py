@@ -9,15 +9,14 @@ and evaluation see exactly the inputs the reward model was trained on.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from okapi.config import check
-from okapi.io import DataError, replace_dir
+from okapi.config import check, check_choices
+from okapi.io import DataError
 from okapi.modeling import (
     check_model_folder,
     default_device,
@@ -26,50 +25,63 @@ from okapi.modeling import (
     world_size,
 )
 from okapi.prompting import format_prompt
-from okapi.sft import accumulation_steps, trainer_args
 from okapi.splits import PromptGroupSampler, prompt_groups, prompt_key, split_by_prompt
+from okapi.training import accumulation_steps, tmp_dir, train_and_save, trainer_args, trainer_metrics
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class RewardConfig:
-    """Defaults: the embedded CPU run. Paper §3: 2 epochs, batch 64, lr 1e-5, AdamW."""
+    """The ``rm`` section: the reward model. Paper §3: 2 epochs, batch 64, lr 1e-5, AdamW."""
 
-    num_train_epochs: float = 1.0
+    num_train_epochs: float = 2.0
+    """Passes over the training pairs (paper: 2)."""
     learning_rate: float = 1e-5
-    batch_size: int = 8  # effective pairs per optimizer step, all processes together
+    """Peak learning rate (paper: 1e-5)."""
+    batch_size: int = 8
+    """Effective pairs per optimizer step, all processes together (paper: 64)."""
     per_device_train_batch_size: int = 4
+    """Pairs per process per forward pass; accumulation makes up the rest of batch_size."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     warmup_steps: int = 0
-    lr_scheduler_type: str = "linear"
-    max_length: int = 512  # tokens of prompt + response + EOS; longer pairs are dropped and counted
-    eval_fraction: float = 0.1  # share of prompts (all their pairs) held out for accuracy
+    """Linear warm-up steps."""
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    """transformers' learning-rate schedule."""
+    max_length: int = 384
+    """Tokens of prompt + response + EOS; longer pairs are dropped and counted."""
+    eval_fraction: float = 0.2
+    """Share of prompts (with all their pairs) held out for the reward model's accuracy."""
     max_steps: int = -1
+    """Optimizer steps; -1: run num_train_epochs."""
     seed: int = 0
+    """Seeds the score head's initialisation, the held-out split and data order."""
     logging_steps: int = 1
+    """Log the loss every N steps."""
     score_batch_size: int = 8
+    """Sequences per forward pass when scoring (held-out accuracy, PPO rewards)."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 20% slower."""
 
     def __post_init__(self) -> None:
-        check(self.num_train_epochs > 0, "reward.num_train_epochs", self.num_train_epochs, "> 0")
-        check(0 < self.learning_rate < 1, "reward.learning_rate", self.learning_rate, "0 < lr < 1")
-        check(self.batch_size >= 1, "reward.batch_size", self.batch_size, ">= 1")
+        check_choices(self, "rm")
+        check(self.num_train_epochs > 0, "rm.num_train_epochs", self.num_train_epochs, "> 0")
+        check(0 < self.learning_rate < 1, "rm.learning_rate", self.learning_rate, "0 < lr < 1")
+        check(self.batch_size >= 1, "rm.batch_size", self.batch_size, ">= 1")
         check(
             1 <= self.per_device_train_batch_size <= self.batch_size,
-            "reward.per_device_train_batch_size",
+            "rm.per_device_train_batch_size",
             self.per_device_train_batch_size,
             f"1..batch_size ({self.batch_size})",
         )
-        check(0 <= self.weight_decay < 1, "reward.weight_decay", self.weight_decay, "0 <= wd < 1")
-        check(self.warmup_steps >= 0, "reward.warmup_steps", self.warmup_steps, ">= 0")
-        allowed = ("linear", "cosine", "constant", "constant_with_warmup")
-        check(self.lr_scheduler_type in allowed, "reward.lr_scheduler_type", self.lr_scheduler_type, str(allowed))
-        check(self.max_length >= 16, "reward.max_length", self.max_length, ">= 16")
-        check(0 <= self.eval_fraction < 1, "reward.eval_fraction", self.eval_fraction, "0 <= f < 1")
-        check(self.max_steps == -1 or self.max_steps >= 1, "reward.max_steps", self.max_steps, "-1 or >= 1")
-        check(self.logging_steps >= 1, "reward.logging_steps", self.logging_steps, ">= 1")
-        check(self.score_batch_size >= 1, "reward.score_batch_size", self.score_batch_size, ">= 1")
+        check(0 <= self.weight_decay < 1, "rm.weight_decay", self.weight_decay, "0 <= wd < 1")
+        check(self.warmup_steps >= 0, "rm.warmup_steps", self.warmup_steps, ">= 0")
+        check(self.max_length >= 16, "rm.max_length", self.max_length, ">= 16")
+        check(0 <= self.eval_fraction < 1, "rm.eval_fraction", self.eval_fraction, "0 <= f < 1")
+        check(self.max_steps == -1 or self.max_steps >= 1, "rm.max_steps", self.max_steps, "-1 or >= 1")
+        check(self.logging_steps >= 1, "rm.logging_steps", self.logging_steps, ">= 1")
+        check(self.score_batch_size >= 1, "rm.score_batch_size", self.score_batch_size, ">= 1")
 
 
 def reward_input_ids(tokenizer: Any, prompt: str, response: str) -> list[int]:
@@ -166,10 +178,6 @@ def _grouped_trainer(base: type) -> type:
     return GroupedRewardTrainer
 
 
-def _tmp_dir(out_dir: Path) -> Path:
-    return out_dir.parent / f".{out_dir.name}.tmp"
-
-
 def heldout_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], batch_size: int) -> tuple[float, float]:
     """(accuracy, mean margin) of r(chosen) > r(rejected) over ``pairs``; a tie counts as wrong."""
     if not pairs:
@@ -183,7 +191,11 @@ def heldout_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], ba
 
 
 def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path, cfg: RewardConfig) -> dict[str, Any]:
-    """Train a reward model from the SFT folder on preference pairs; save it atomically to ``out_dir``."""
+    """Train a reward model from the SFT folder on preference pairs; save it atomically to ``out_dir``.
+
+    Input columns: schemas.PAIRS: id, instruction, input, chosen, rejected.
+    Output columns: none (a sequence-classification model folder; metrics).
+    """
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig as TRLRewardConfig
@@ -218,7 +230,7 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
     if not train:
         raise DataError(
             f"reward model: no training pair left ({len(pairs)} pairs, {dropped} longer than "
-            f"reward.max_length = {cfg.max_length}); raise max_length or provide more pairs"
+            f"rm.max_length = {cfg.max_length}); raise max_length or provide more pairs"
         )
     # Score on this process's accelerator (the Trainer would move the model there anyway).
     model.to(process_state().device)
@@ -226,9 +238,8 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
 
     n_proc = world_size()
     accum = accumulation_steps(cfg.batch_size, cfg.per_device_train_batch_size, n_proc)
-    tmp = _tmp_dir(out_dir)
     args = TRLRewardConfig(
-        output_dir=str(tmp),
+        output_dir=str(tmp_dir(out_dir)),
         **trainer_args(cfg, accum),
         optim="adamw_torch",
         max_length=cfg.max_length,
@@ -242,23 +253,11 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
         processing_class=tokenizer,
         pair_groups=prompt_groups(train),
     )
-    if trainer.is_world_process_zero() and tmp.exists():
-        shutil.rmtree(tmp)
-    trainer.accelerator.wait_for_everyone()
-    result = trainer.train()
-    trainer.save_model(str(tmp))
-    trainer.accelerator.wait_for_everyone()
+    result = train_and_save(trainer, out_dir)
     trained = trainer.accelerator.unwrap_model(trainer.model)
     acc, margin = heldout_accuracy(trained, tokenizer, heldout, cfg.score_batch_size)
-    if trainer.is_world_process_zero():
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-        replace_dir(tmp, out_dir)
-    trainer.accelerator.wait_for_everyone()
-    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
     metrics = {
-        "train_loss": float(result.training_loss),
-        "first_loss": losses[0] if losses else float("nan"),
-        "last_loss": losses[-1] if losses else float("nan"),
+        **trainer_metrics(trainer, result),
         "heldout_accuracy": acc,
         "heldout_accuracy_init": acc_init,
         "heldout_margin": margin,
@@ -267,12 +266,6 @@ def train_reward_model(sft_dir: Path, pairs: list[dict[str, Any]], out_dir: Path
         "heldout_prompts": len({prompt_key(p) for p in heldout}),
         "train_prompts": len({prompt_key(p) for p in train}),
         "dropped_too_long": dropped,
-        "steps": int(trainer.state.global_step),
-        "epochs": float(trainer.state.epoch or 0.0),
-        "effective_batch_size": int(
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes
-        ),
-        "processes": int(trainer.accelerator.num_processes),
     }
     log.info("reward model done: %s", metrics)
     return metrics

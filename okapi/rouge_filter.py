@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import json
 import logging
 import math
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 from rouge_score.tokenizers import DefaultTokenizer
 
-from okapi.io import DataError, write_jsonl
+from okapi.io import DataError, json_records, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -348,20 +347,8 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: not a readable Parquet file ({err})") from err
         numbered = [(f"row {i}", rec) for i, rec in enumerate(rows, start=1)]
     else:
-        text = path.read_text(encoding="utf-8")
-        if text.lstrip().startswith("["):
-            try:
-                numbered = [(f"record {i}", rec) for i, rec in enumerate(json.loads(text), start=1)]
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
-        else:
-            for lineno, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    numbered.append((f"line {lineno}", json.loads(line)))
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}, line {lineno}: not valid JSON ({err.msg})") from err
+        records, is_list = json_records(path)
+        numbered = [(f"{'record' if is_list else 'line'} {n}", rec) for n, rec in records]
     records = []
     for where, rec in numbered:
         if not isinstance(rec, dict):

@@ -21,12 +21,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SampleConfig:
-    num_responses: int = 4  # the paper's T
+    """The ``sample`` section: the SFT model's T responses per ranking prompt."""
+
+    num_responses: int = 4
+    """Responses per prompt, the paper's T (ranking needs at least 2)."""
     temperature: float = 1.0
+    """Sampling temperature."""
     top_p: float = 0.95
-    max_new_tokens: int = 64
-    batch_size: int = 8  # prompts per generate() call (each expands to num_responses sequences)
+    """Nucleus sampling threshold."""
+    max_new_tokens: int = 48
+    """Longest response in tokens."""
+    batch_size: int = 4
+    """Prompts per generate() call (each expands to num_responses sequences)."""
     seed: int = 0
+    """Seeds sampling, so a rerun gives the same responses."""
 
     def __post_init__(self) -> None:
         check(self.num_responses >= 2, "sample.num_responses", self.num_responses, ">= 2 (ranking needs T > 1)")
@@ -124,7 +132,11 @@ def _check_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def sample_responses(model_dir: Path, rows: list[dict[str, Any]], lang: str, cfg: SampleConfig) -> list[dict[str, Any]]:
-    """T sampled responses per (id, instruction, input) row, as SAMPLES rows in input order."""
+    """T sampled responses per (id, instruction, input) row, as SAMPLES rows in input order.
+
+    Input columns: schemas.PROMPTS: id, instruction, input (the rank split).
+    Output columns: schemas.SAMPLES: id, lang, instruction, input, responses (T of them).
+    """
     _check_rows(rows)
     model, tokenizer = load_causal_lm(model_dir, for_training=False)
     device = default_device()

@@ -7,6 +7,8 @@ ranking, so any output row traces back to its English source instruction.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 _str = pa.string()
@@ -125,6 +127,59 @@ PROMPTS = pa.schema(
         ("output", _str),
     ]
 )
+
+# -- the eval-record contract ---------------------------------------------------------------------------------------
+# One home for what an evaluation record is (translate writes them, import_eval / released convert Okapi's release
+# into them, evaluate scores them): the benchmarks in one order, each one's schema, and the record checks.
+BENCHMARKS: tuple[str, ...] = ("arc", "hellaswag", "mmlu")
+BENCHMARK_SCHEMA: dict[str, pa.Schema] = {"arc": MULTIPLE_CHOICE, "hellaswag": HELLASWAG, "mmlu": MULTIPLE_CHOICE}
+MULTIPLE_CHOICE_BENCHMARKS = tuple(b for b in BENCHMARKS if BENCHMARK_SCHEMA[b] is MULTIPLE_CHOICE)
+LETTERS = ("A", "B", "C", "D", "E")
+OPTION_FIELDS = tuple(f"option_{c.lower()}" for c in LETTERS)
+MMLU_OPTIONS = 4  # the okapi MMLU prompt always lists A. to D.
+
+
+def record_problem(benchmark: str, rec: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, what is wrong) for the first problem in one record, or None when the record is usable."""
+    if benchmark == "hellaswag":
+        for key in ("activity_label", "ctx_a", "ctx_b"):
+            if not isinstance(rec.get(key), str):
+                return key, "is missing (a string is required; ctx_b may be empty)"
+        if not (rec["activity_label"] + rec["ctx_a"] + rec["ctx_b"]).strip():
+            return "ctx_a", "is empty (the context needs text)"
+        endings = rec.get("endings")
+        if not isinstance(endings, list) or len(endings) < 2:
+            return "endings", "must be a list of at least 2 endings"
+        for i, ending in enumerate(endings):
+            if not isinstance(ending, str) or not ending.strip():
+                return "endings", f"ending {i} is empty"
+        label = rec.get("label")
+        label = label.strip() if isinstance(label, str) else label
+        if not isinstance(label, str) or not label.isdigit() or int(label) >= len(endings):
+            return "label", f"= {rec.get('label')!r} is not an ending index; allowed: '0'..'{len(endings) - 1}'"
+        return None
+    if not isinstance(rec.get("instruction"), str) or not rec["instruction"].strip():
+        return "instruction", "is missing or empty"
+    present = [bool(isinstance(rec.get(f), str) and rec[f]) for f in OPTION_FIELDS]
+    n = sum(present)
+    if n < 2:
+        return "options", f"has {n} option(s); at least 2 (option_a, option_b, ...) are required"
+    if not all(present[:n]):
+        gap = OPTION_FIELDS[present.index(False)]
+        return gap, "is missing while a later option is set; options must fill option_a, option_b, ... in order"
+    if benchmark == "mmlu" and n != MMLU_OPTIONS:
+        return "options", f"has {n} options; MMLU records need exactly 4 (option_a..option_d, option_e empty)"
+    allowed = LETTERS[:n]
+    if rec.get("answer") not in allowed:
+        return "answer", f"= {rec.get('answer')!r} is not one of its options; allowed: {', '.join(allowed)}"
+    return None
+
+
+def record_name(benchmark: str, rec: dict[str, Any], index: int) -> str:
+    key = "ind" if benchmark == "hellaswag" else "id"
+    value = rec.get(key)
+    return f"record {index} ({key}={value!r})" if value is not None else f"record {index}"
+
 
 BY_NAME = {
     "instructions": INSTRUCTIONS,

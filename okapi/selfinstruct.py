@@ -87,19 +87,36 @@ GENERATION_SCHEMA: dict[str, Any] = {
 
 @dataclass
 class GenerateConfig:
-    num_instructions: int = 20  # new instructions to keep (paper: 106K)
-    num_prompt_instructions: int = 3  # in-context seed examples per request (Alpaca: 3)
-    num_tasks: int = 20  # length of the requested list, examples included (Alpaca: 20)
-    request_batch_size: int = 2  # requests per round
-    max_rounds: int = 10  # give up after this many rounds even if num_instructions is not reached
-    rouge_threshold: float = 0.7  # keep when max ROUGE-L F <= threshold (Alpaca: 0.7)
-    pool_path: str | None = None  # Alpaca-format records (file or datasets hub id); None: the seeds alone
-    pool_limit: int | None = None  # first N pool records (None: all)
+    """The ``generate`` section: English Self-Instruct (Alpaca's procedure with Okapi's changes)."""
+
+    num_instructions: int = 12
+    """New instructions to keep (the paper generates 106K)."""
+    num_prompt_instructions: int = 3
+    """In-context seed examples per request (Alpaca: 3)."""
+    num_tasks: int = 8
+    """Length of the requested list, the examples included (Alpaca: 20)."""
+    request_batch_size: int = 3
+    """Requests per round."""
+    max_rounds: int = 12
+    """Give up after this many rounds even if num_instructions is not reached (the failure-rate rule then
+    decides whether the shortfall stops the stage)."""
+    rouge_threshold: float = 0.7
+    """Keep a task when its highest ROUGE-L F against the pool is at most this (Alpaca: 0.7)."""
+    pool_path: str | None = None
+    """Alpaca-format records (a local file or a datasets hub id, e.g. tatsu-lab/alpaca) that join the pool and
+    the SFT data; null: the seeds alone."""
+    pool_limit: int | None = None
+    """Use only the first N pool records (null: all)."""
     seed: int = 42
-    temperature: float = 1.0  # Alpaca samples at 1.0
-    max_tokens: int = 2048
-    structured: bool = True  # JSON via GENERATION_SCHEMA (small teachers); false: the paper's numbered list
-    avg_similarity: bool = True  # also record Alpaca's average similarity (costs an LCS per sharing pool item)
+    """Seeds the choice of in-context examples, so a rerun sends the same prompts (and hits the cache)."""
+    temperature: float = 1.0
+    """Sampling temperature of the generation requests (Alpaca: 1.0)."""
+    max_tokens: int = 768
+    """Longest answer in tokens."""
+    structured: bool = True
+    """Ask for JSON through GENERATION_SCHEMA (small teachers); false: the paper's numbered-list prompt."""
+    avg_similarity: bool = True
+    """Also record Alpaca's average similarity (one more LCS per pool item that shares a token)."""
     seed_tasks: Literal["project", "alpaca"] = "project"
     """Where the in-context examples come from (okapi.seeds): ``project``, the project's 25 general and 30
     Okapi-category seed tasks; ``alpaca``, Alpaca's 175 published seed tasks (fetched with
@@ -135,7 +152,13 @@ class GenerateConfig:
 
 # -- inputs --------------------------------------------------------------------------------------------------------
 def load_seeds(path: str | Path) -> list[dict[str, Any]]:
-    """Read seed tasks in Alpaca's seed_tasks.jsonl format, stopping at the first bad line with its field."""
+    """Read seed tasks in Alpaca's seed_tasks.jsonl format, stopping at the first bad line with its field.
+
+    Input columns: none (a seed_tasks.jsonl file: id, name, instruction, instances[{input, output}],
+        is_classification).
+    Output columns: the seed tasks as read (id, name, instruction, instances, is_classification); generate
+        turns them into schemas.INSTRUCTIONS rows with source "seed".
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: seed file not found")
@@ -197,6 +220,9 @@ def load_pool(spec: str | None, limit: int | None = None) -> list[dict[str, str]
 
     A hub id (e.g. ``tatsu-lab/alpaca``) goes through ``datasets.load_dataset``; the stages run with
     HF_DATASETS_OFFLINE=1, so it must already be in the local datasets cache.
+
+    Input columns: none (records with instruction, input, output).
+    Output columns: dicts with instruction, input, output (the pool part of schemas.INSTRUCTIONS, source "pool").
     """
     if spec is None:
         return []
@@ -448,6 +474,10 @@ def generate(
 
     Returns rows in schemas.INSTRUCTIONS (seeds, then pool, then generated) and metrics. Prompts depend only on
     ``cfg.seed`` and the seeds, so a rerun with the same params and teacher cache yields the same rows.
+
+    Input columns: seed tasks (load_seeds) and pool records (load_pool).
+    Output columns: schemas.INSTRUCTIONS: id, source (seed / pool / generated), instruction, input, output,
+        max_similarity, avg_similarity, most_similar_instructions.
     """
     if len(seeds) < cfg.num_prompt_instructions:
         raise DataError(

@@ -7,47 +7,59 @@ EOS, and only completion tokens carry loss. Runs unchanged on a laptop CPU and u
 from __future__ import annotations
 
 import logging
-import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import torch
-
-from okapi.config import check
-from okapi.io import DataError, replace_dir
+from okapi.config import check, check_choices
+from okapi.io import DataError
 from okapi.modeling import load_causal_lm, world_size
 from okapi.prompting import format_example
+from okapi.training import accumulation_steps, tmp_dir, train_and_save, trainer_args, trainer_metrics
 
 log = logging.getLogger(__name__)
-
-_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 
 
 @dataclass
 class SFTConfig:
-    """Defaults: the embedded CPU run. Paper §3: 3 epochs, lr 2e-5, cosine, 200 warm-up steps, batch 128, wd 0.05."""
+    """The ``sft`` and ``sft_full`` sections (the same recipe, each with its own values).
 
-    num_train_epochs: float = 1.0
-    learning_rate: float = 2e-5
+    Paper §3: 3 epochs, lr 2e-5, cosine schedule, 200 warm-up steps, batch 128, weight decay 0.05."""
+
+    num_train_epochs: float = 2.0
+    """Passes over the training rows (paper: 3)."""
+    learning_rate: float = 5e-5
+    """Peak learning rate (paper: 2e-5; larger so a few CPU steps move something)."""
     warmup_steps: int = 2
-    lr_scheduler_type: str = "cosine"
+    """Linear warm-up steps (paper: 200)."""
+    lr_scheduler_type: Literal[
+        "cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
+    ] = "cosine"
+    """transformers' learning-rate schedule (paper: cosine)."""
     weight_decay: float = 0.05
-    batch_size: int = 8  # effective (all processes, after gradient accumulation)
+    """AdamW weight decay (paper: 0.05)."""
+    batch_size: int = 8
+    """Effective batch: all processes together, after gradient accumulation (paper: 128)."""
     per_device_train_batch_size: int = 4
-    max_seq_length: int = 512
-    max_steps: int = -1  # -1: run num_train_epochs
+    """Rows per process per forward pass; accumulation makes up the rest of batch_size."""
+    max_seq_length: int = 384
+    """Tokens of prompt + response; TRL truncates longer examples (and drops those left with no response)."""
+    max_steps: int = -1
+    """Optimizer steps; -1: run num_train_epochs."""
     seed: int = 0
+    """Seeds data order and initialisation."""
     logging_steps: int = 1
+    """Log the loss every N steps (the metrics' first/last loss come from these logs)."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 20% slower."""
     max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "sft")
         check(self.num_train_epochs > 0, "sft.num_train_epochs", self.num_train_epochs, "> 0")
         check(0 < self.learning_rate < 1, "sft.learning_rate", self.learning_rate, "0 < lr < 1")
         check(self.warmup_steps >= 0, "sft.warmup_steps", self.warmup_steps, ">= 0")
-        check(self.lr_scheduler_type in _SCHEDULERS, "sft.lr_scheduler_type", self.lr_scheduler_type, str(_SCHEDULERS))
         check(0 <= self.weight_decay < 1, "sft.weight_decay", self.weight_decay, "0 <= wd < 1")
         check(self.batch_size >= 1, "sft.batch_size", self.batch_size, ">= 1")
         check(
@@ -62,49 +74,12 @@ class SFTConfig:
         check(self.max_grad_norm > 0, "sft.max_grad_norm", self.max_grad_norm, "> 0")
 
 
-def accumulation_steps(batch_size: int, per_device: int, n_processes: int) -> int:
-    """Gradient accumulation that makes per_device x processes x accumulation reach the effective batch size."""
-    return max(1, math.ceil(batch_size / (per_device * n_processes)))
-
-
-def use_bf16() -> bool:
-    # TRL turns bf16 on by default; on a CPU that is emulated and about 20x slower, so only on capable GPUs.
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-
-
-def trainer_args(cfg: Any, accumulation: int) -> dict[str, Any]:
-    """The TRL/transformers training arguments SFT and the reward model share (``cfg``: SFTConfig or
-    RewardConfig): schedule, precision, logging, seeds, no checkpoint saving and no reporting."""
-    return dict(
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=accumulation,
-        bf16=use_bf16(),
-        fp16=False,
-        # TRL turns activation checkpointing on by default (~20% slower); only when asked for. The deprecated
-        # gradient_checkpointing alias is cleared so transformers does not warn about it.
-        activation_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing=None,
-        logging_steps=cfg.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # Every parameter takes part in the loss; transformers' default (True without activation checkpointing)
-        # costs DDP an extra pass over the autograd graph at every step.
-        ddp_find_unused_parameters=False,
-    )
-
-
 def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Prompt-completion records; a row without instruction or output stops the stage naming the record."""
+    """Prompt-completion records; a row without instruction or output stops the stage naming the record.
+
+    Input columns: schemas.PROMPTS: instruction, input, output.
+    Output columns: none (TRL prompt-completion dicts: prompt, completion).
+    """
     out = []
     for i, row in enumerate(rows):
         where = f"SFT row {i} (id {row.get('id')!r})"
@@ -115,11 +90,6 @@ def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
         prompt, completion = format_example(row["instruction"], row.get("input"), row["output"])
         out.append({"prompt": prompt, "completion": completion})
     return out
-
-
-def _tmp_dir(out_dir: Path) -> Path:
-    # Deterministic, so every process of a multi-GPU run writes its share of the checkpoint to the same place.
-    return out_dir.parent / f".{out_dir.name}.tmp"
 
 
 def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTConfig) -> Any:
@@ -144,7 +114,7 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path
             n_proc,
         )
     args = TRLSFTConfig(
-        output_dir=str(_tmp_dir(Path(out_dir))),
+        output_dir=str(tmp_dir(Path(out_dir))),
         **trainer_args(cfg, accum),
         max_grad_norm=cfg.max_grad_norm,
         max_length=cfg.max_seq_length,
@@ -174,42 +144,19 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path
     return trainer
 
 
-def loss_history(trainer: Any) -> list[float]:
-    return [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
-
-
 def train_sft(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTConfig) -> dict[str, Any]:
-    """Fine-tune ``model_dir`` on ``rows`` (instruction/input/output) and save model + tokenizer to ``out_dir``."""
+    """Fine-tune ``model_dir`` on ``rows`` (instruction/input/output) and save model + tokenizer to ``out_dir``.
+
+    Input columns: schemas.PROMPTS: id, instruction, input, output (the sft or full split).
+    Output columns: none (a model folder; metrics).
+    """
     out_dir = Path(out_dir)
     trainer = build_sft_trainer(Path(model_dir), rows, out_dir, cfg)
-    tmp = _tmp_dir(out_dir)
-    if trainer.is_world_process_zero() and tmp.exists():
-        shutil.rmtree(tmp)  # leftovers of a killed run
-    trainer.accelerator.wait_for_everyone()
-    result = trainer.train()
-    # Every process takes part in save_model (sharded states are gathered) but only the main one writes.
-    trainer.save_model(str(tmp))
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():
-        for leftover in tmp.glob("checkpoint-*"):
-            shutil.rmtree(leftover)
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-        replace_dir(tmp, out_dir)
-    trainer.accelerator.wait_for_everyone()
-    losses = loss_history(trainer)
-    args = trainer.args
+    result = train_and_save(trainer, out_dir)
     metrics = {
-        "train_loss": float(result.training_loss),
-        "first_loss": losses[0] if losses else float("nan"),
-        "last_loss": losses[-1] if losses else float("nan"),
-        "steps": int(trainer.state.global_step),
+        **trainer_metrics(trainer, result),
         "rows": len(rows),
         "dropped_no_response_tokens": int(trainer.dropped_no_response),
-        "epochs": float(trainer.state.epoch or 0.0),
-        "effective_batch_size": int(
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes
-        ),
-        "processes": int(trainer.accelerator.num_processes),
     }
     log.info("SFT done: %s", metrics)
     return metrics

@@ -28,7 +28,7 @@ import ssl
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,7 @@ import httpx2 as httpx  # the HTTP client the openai package itself uses
 import openai
 from tqdm import tqdm
 
-from okapi.config import ConfigError, check
+from okapi.config import ConfigError, check, check_choices
 from okapi.io import write_json
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,14 @@ _BATCH_FINAL = ("completed", "failed", "expired", "cancelled")
 
 @dataclass
 class EmbeddedConfig:
+    """``teacher.embedded``: llama-cpp-python's server for the embedded teacher."""
+
     n_ctx: int = 4096
+    """Context window in tokens (prompt + answer)."""
     n_threads: int = 2
+    """CPU threads the server uses."""
     startup_timeout_s: float = 120.0
+    """Seconds to wait for the server to answer its health check before the stage gives up."""
 
     def __post_init__(self) -> None:
         check(self.n_ctx >= 512, "teacher.embedded.n_ctx", self.n_ctx, "an integer >= 512")
@@ -64,37 +69,60 @@ class EmbeddedConfig:
 
 @dataclass
 class TeacherConfig:
-    # embedded: start llama-cpp-python's server with the SmolLM2 GGUF; openai: any compatible server by base_url.
+    """The ``teacher`` section: the paper's ChatGPT, any OpenAI-compatible endpoint."""
+
     backend: Literal["embedded", "openai"] = "embedded"
+    """embedded: start llama-cpp-python's server with the SmolLM2 GGUF on 127.0.0.1; openai: any
+    OpenAI-compatible server at base_url (OpenAI, vLLM, llama.cpp, Ollama)."""
     base_url: str | None = None
+    """The server's URL (http or https); required with backend openai."""
     model: str = "SmolLM2-135M-Instruct"
-    # How structured output is requested: none (plain text, the paper's prompts), openai (json_schema), llama_cpp.
+    """Model name sent with every request (and part of the cache key)."""
     dialect: Literal["none", "openai", "llama_cpp"] = "llama_cpp"
-    max_concurrency: int = 2
-    timeout_s: float = 120.0
+    """How structured output is requested: none (plain text, the paper's prompts), openai (json_schema
+    response_format) or llama_cpp (its JSON-schema grammar)."""
+    max_concurrency: int = 1
+    """Requests in flight at once. llama.cpp's server answers one at a time, so queued requests would time out."""
+    timeout_s: float = 300.0
+    """Seconds one request may take before it is retried."""
     max_retries: int = 6
+    """Retries of one request on rate limits, server errors and timeouts (exponential backoff)."""
     backoff_base_s: float = 1.0
+    """First backoff delay in seconds; doubled after each retry."""
     backoff_max_s: float = 60.0
+    """Longest backoff delay in seconds."""
     max_attempts: int = 3
+    """Answers asked per item when an answer cannot be parsed (the first attempt included)."""
     temperature: float = 0.0
+    """Sampling temperature of the first attempt."""
     retry_temperature: float = 0.7
+    """Sampling temperature of the re-asks (a different answer is the point)."""
     max_tokens: int = 512
+    """Longest answer in tokens, unless a stage sets its own."""
     prompt_version: str = "okapi-v1"
-    # Stop the stage when more than this fraction of rows ends rejected.
-    max_failure_rate: float = 0.5
-    # USD per 1M tokens, by model name: {"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}}.
+    """Part of every cache key: change it when prompts change so no stale answer is reused."""
+    max_failure_rate: float = 0.8
+    """A teacher stage stops when more than this share of its units (instructions requested, rows or records
+    translated, prompts ranked) is unusable. A 135M teacher fails often; the paper-scale profile uses 0.05."""
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    """USD per 1M tokens by model name, e.g. {"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}}; the spending
+    account in metrics uses it."""
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
-    # online: one HTTP request per answer. batch: each attempt's uncached requests go through the Batch API
-    # (OpenAI: half the price, answers within the completion window); a killed stage resumes its batches.
+    """The embedded server's settings (backend embedded only)."""
     mode: Literal["online", "batch"] = "online"
+    """online: one HTTP request per answer. batch: each attempt's uncached requests go through the Batch API
+    (OpenAI: half the price, answers within the completion window); a killed stage resumes its batches."""
     batch_poll_s: float = 30.0
+    """Seconds between polls of a running batch."""
     batch_completion_window: Literal["24h"] = "24h"
-    # Stop waiting after this long; the state file keeps the batch ids, so a rerun resumes polling them.
+    """The Batch API's completion window (the only one OpenAI offers)."""
     batch_max_wait_s: float = 26 * 3600.0
-    batch_max_requests: int = 50_000  # the Batch API's limit per input file
+    """Stop waiting after this many seconds; the state file keeps the batch ids, so a rerun resumes polling."""
+    batch_max_requests: int = 50_000
+    """Requests per batch input file (the Batch API's limit is 50,000)."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "teacher")
         check(self.max_concurrency >= 1, "teacher.max_concurrency", self.max_concurrency, "an integer >= 1")
         check(self.timeout_s > 0, "teacher.timeout_s", self.timeout_s, "a number of seconds > 0")
         check(self.max_retries >= 0, "teacher.max_retries", self.max_retries, "an integer >= 0")
@@ -728,19 +756,25 @@ def _short(err: openai.APIStatusError) -> str:
     return msg[:300]
 
 
-def failure_rate(outcomes: Sequence[Outcome]) -> float:
-    return sum(not o.ok for o in outcomes) / len(outcomes) if outcomes else 0.0
+def enforce_failure_rate(
+    what: str, failed: int, total: int, cfg: TeacherConfig, reasons: Mapping[str, int] | None = None
+) -> float:
+    """The one rule every teacher stage (generate, translate, rank) applies to what it bought from the teacher.
 
-
-def check_failure_rate(outcomes: Sequence[Outcome], cfg: TeacherConfig, what: str) -> None:
-    """Stop the stage when too many answers were rejected (DESIGN: never a silent default)."""
-    rate = failure_rate(outcomes)
+    ``failed`` of ``total`` units (requested instructions, translated rows or records, ranked prompts) came back
+    unusable. Above ``teacher.max_failure_rate`` the stage stops with one sentence instead of passing an empty or
+    thin output on to the next stage (DESIGN: never a silent default). It raises before the stage writes its
+    outputs; the teacher cache is already on disk, so a rerun after fixing the cause pays for nothing twice.
+    Returns the rate (0.0 when nothing was asked).
+    """
+    rate = failed / total if total else 0.0
     if rate > cfg.max_failure_rate:
-        reasons = Counter(o.reason for o in outcomes if not o.ok).most_common(3)
+        top = ", ".join(f"{k} ({v})" for k, v in Counter(reasons or {}).most_common(3) if v) or "none recorded"
         raise TeacherFatalError(
-            f"{what}: {rate:.0%} of {len(outcomes)} teacher answers were rejected, above "
-            f"teacher.max_failure_rate = {cfg.max_failure_rate}; most common reasons: {reasons}"
+            f"{what}: {failed} of {total} ({rate:.0%}) were unusable, above teacher.max_failure_rate = "
+            f"{cfg.max_failure_rate}; most common reasons: {top}"
         )
+    return rate
 
 
 @contextmanager

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from okapi.config import check
+from okapi.config import ConfigError, check, check_choices
 from okapi.io import DataError
 from okapi.languages import get_language
+from okapi.schemas import BENCHMARKS, MULTIPLE_CHOICE_BENCHMARKS, OPTION_FIELDS
 from okapi.teacher import ChatRequest, ParseError
 
 log = logging.getLogger(__name__)
@@ -40,28 +41,40 @@ GENERATED_SOURCE = "generated"
 
 @dataclass
 class TranslateConfig:
-    limit: int | None = None  # rows per language (None: all); a stratified subset keeps every split non-empty
-    eval_limit: int | None = None  # first N records of each evaluation set (None: all)
-    # English benchmark sources from the hub, by benchmark (okapi.eval_sources: "<id>[:<config>]@<split>");
-    # a benchmark not listed comes from the local data/eval_sources/<benchmark>.jsonl. Keys <benchmark>_<split>
-    # (arc_train, mmlu_dev, hellaswag_train) name the split evaluate.protocol draws shots from.
+    """The ``translate`` section: instructions and evaluation sets translated by the teacher."""
+
+    limit: int | None = 20
+    """Rows per language (null: all); a stratified subset keeps every split non-empty."""
+    eval_limit: int | None = 6
+    """First N records of each evaluation set (null: all)."""
     eval_sources: dict[str, str] = field(default_factory=dict)
-    max_attempts: int = 3  # answers per example, the re-asks included
-    rank_fraction: float = 0.4  # share of the generated rows for ranking (paper: 42K of 106K); the rest is PPO
-    # Under a limit, the share of it taken from the pool (sft) part; null: proportional to the data. The paper's
-    # mix is 52K pool of 158K (0.33); a small run whose pool is only the seeds needs this to keep enough
-    # generated rows for ranking and PPO.
-    pool_fraction: float | None = None
+    """English benchmark sources from the hub, by benchmark ("<id>[:<config>]@<split>", okapi.eval_sources); a
+    benchmark not listed comes from the local data/eval_sources/<benchmark>.jsonl. Keys <benchmark>_<split>
+    (arc_train, mmlu_dev, hellaswag_train) name the split evaluate.protocol draws shots from."""
+    max_attempts: int = 2
+    """Answers per example, the re-asks included."""
+    rank_fraction: float = 0.4
+    """Share of the generated rows for ranking (paper: 42K of 106K); the rest are PPO prompts."""
+    pool_fraction: float | None = 0.4
+    """Under a limit, the share of it taken from the seed/pool (sft) part; null: proportional to the data. The
+    paper's mix is 52K pool of 158K (0.33); a small run whose pool is only the seeds needs it to keep enough
+    generated rows for ranking and PPO."""
     seed: int = 42
-    langid: bool = True  # py3langid check on top of the script check
-    structured: bool = True  # ask for the JSON object through a schema (small teachers)
-    # enforce: an answer that fails the language checks (untranslated, wrong script, langid) is re-asked and then
-    # rejected. report: it is accepted and counted under language_warnings -- only for teachers that cannot
-    # translate at all (the embedded 135M model), so the pipeline's mechanics still run end to end.
-    language_checks: str = "enforce"
-    max_tokens: int | None = None  # None: the teacher's default
+    """Seeds which rows a limit keeps and the rank/ppo split."""
+    langid: bool = True
+    """Run py3langid on top of the script check."""
+    structured: bool = True
+    """Ask for the JSON object through a schema (small teachers)."""
+    language_checks: Literal["enforce", "report"] = "report"
+    """enforce: an answer that fails the language checks (untranslated, wrong script, langid) is re-asked, then
+    rejected. report: it is accepted and counted under language_warnings, only for teachers that cannot translate
+    at all (the embedded 135M model mostly repeats the English), so the pipeline's mechanics still run; the
+    paper-scale profile enforces."""
+    max_tokens: int | None = 512
+    """Longest answer in tokens (null: the teacher's default)."""
 
     def __post_init__(self) -> None:
+        check_choices(self, "translate")
         from okapi.eval_sources import SOURCE_KEYS, parse_hub_spec
 
         for bench, spec in self.eval_sources.items():
@@ -73,12 +86,6 @@ class TranslateConfig:
             "translate.eval_limit",
             self.eval_limit,
             "null or an integer >= 1",
-        )
-        check(
-            self.language_checks in ("enforce", "report"),
-            "translate.language_checks",
-            self.language_checks,
-            "enforce or report",
         )
         check(self.max_attempts >= 1, "translate.max_attempts", self.max_attempts, "an integer >= 1")
         check(0.0 < self.rank_fraction < 1.0, "translate.rank_fraction", self.rank_fraction, "a number in (0, 1)")
@@ -460,6 +467,10 @@ def translate_instructions(
     Seed and pool rows form the "sft" split (the RLHF track's SFT data); generated rows are split, by a seeded
     hash of their id, into "rank" (rank_fraction) and "ppo". Rejected rows stay, with status "rejected", null
     translations, the last raw answer and the reason.
+
+    Input columns: schemas.INSTRUCTIONS: id, source, instruction, input, output.
+    Output columns: schemas.TRANSLATIONS: id, lang, source, split, instruction, input, output, en_instruction,
+        en_input, en_output, status, reason, raw, attempts.
     """
     language = get_language(lang)
     _check_rows(rows)
@@ -517,19 +528,47 @@ def _metrics(out: list[dict[str, Any]], results: dict[str, _Result]) -> dict[str
     }
 
 
+# -- split files ----------------------------------------------------------------------------------------------------
+PROMPT_SPLITS = ("sft", "full", "rank", "ppo")
+_PROMPT_FIELDS = ("id", "lang", "instruction", "input", "output")
+
+
+def prompt_splits(translated: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The accepted translations as the per-split prompt files the training stages read.
+
+    Input columns: schemas.TRANSLATIONS (rows with status "ok" are used, the rest are left out).
+    Output columns: schemas.PROMPTS, one list per split: "sft" (the pool part, the RLHF track's SFT data), "full"
+    (every accepted row: the SFT-only baseline), "rank" and "ppo" (the generated parts).
+    """
+    accepted = [r for r in translated if r["status"] == "ok"]
+    return {
+        name: [{k: r[k] for k in _PROMPT_FIELDS} for r in accepted if name == "full" or r["split"] == name]
+        for name in PROMPT_SPLITS
+    }
+
+
+def check_splits(splits: dict[str, list[dict[str, Any]]], lang: str) -> None:
+    """Stop before writing when a split that a later stage trains on came out empty."""
+    for name, rows in splits.items():
+        if not rows:
+            raise ConfigError(
+                f"translate@{lang}: the {name!r} split is empty after translation; raise "
+                "generate.num_instructions or translate.limit so every split gets rows"
+            )
+
+
 # -- evaluation sets ----------------------------------------------------------------------------------------------
-_MC_OPTIONS = ("option_a", "option_b", "option_c", "option_d", "option_e")
 
 
 def _eval_fields(benchmark: str, rec: dict[str, Any], number: int) -> dict[str, str]:
     """The text fields of one benchmark record to translate (keys of the JSON object sent)."""
     where = f"{benchmark} record {number}"
-    if benchmark in ("arc", "mmlu"):
+    if benchmark in MULTIPLE_CHOICE_BENCHMARKS:
         for key in ("id", "answer", "instruction"):
             if not isinstance(rec.get(key), str):
                 raise DataError(f"{where}: field {key!r} must be a string")
         fields = {"instruction": rec["instruction"]}
-        for key in _MC_OPTIONS:
+        for key in OPTION_FIELDS:
             value = rec.get(key)
             if value is not None and not isinstance(value, str):
                 raise DataError(f"{where}: field {key!r} must be a string or null")
@@ -561,9 +600,13 @@ def translate_eval(
     arc / mmlu: instruction and the non-null options are translated, id and answer kept. hellaswag: activity_label,
     ctx_a, ctx_b and the endings are translated, ctx rebuilt as ctx_a + " " + ctx_b.capitalize() (lm-eval's and
     Okapi's convention), the other fields kept. Records whose translation is rejected are dropped and counted.
+
+    Input columns: English records of schemas.BENCHMARK_SCHEMA[benchmark] (eval_sources' shape).
+    Output columns: schemas.MULTIPLE_CHOICE (arc, mmlu) or schemas.HELLASWAG records, translated; dropped records
+        are counted in metrics.
     """
-    if benchmark not in ("arc", "mmlu", "hellaswag"):
-        raise DataError(f"benchmark {benchmark!r} is invalid; allowed: arc, mmlu, hellaswag")
+    if benchmark not in BENCHMARKS:
+        raise DataError(f"benchmark {benchmark!r} is invalid; allowed: {', '.join(BENCHMARKS)}")
     get_language(lang)
     chosen = records[: cfg.eval_limit] if cfg.eval_limit is not None else records
     items = [(f"{benchmark}-{i}", _eval_fields(benchmark, rec, i + 1)) for i, rec in enumerate(chosen)]
@@ -574,9 +617,9 @@ def translate_eval(
         if res.value is None:
             continue
         t = res.value
-        if benchmark in ("arc", "mmlu"):
+        if benchmark in MULTIPLE_CHOICE_BENCHMARKS:
             row = {"id": rec["id"], "answer": rec["answer"], "instruction": t["instruction"]}
-            for opt in _MC_OPTIONS:
+            for opt in OPTION_FIELDS:
                 row[opt] = t.get(opt, rec.get(opt)) if rec.get(opt) is not None else None
         else:
             ctx_a, ctx_b = t.get("ctx_a", rec["ctx_a"]), t.get("ctx_b", rec["ctx_b"])
@@ -614,6 +657,10 @@ def table2_lengths(rows: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]
 
     Takes translated rows (only status "ok" ones count) or English instruction rows; ``tokenizer`` is a
     transformers tokenizer (the paper counts BLOOM wordpieces).
+
+    Input columns: schemas.TRANSLATIONS (status "ok" rows) or schemas.INSTRUCTIONS: source, instruction, input,
+        output.
+    Output columns: none (metrics: token-length means by source).
     """
     usable = [r for r in rows if r.get("status", "ok") == "ok" and r.get("instruction") is not None]
     out: dict[str, Any] = {}

@@ -36,13 +36,18 @@ def main(argv: list[str] | None = None) -> None:
 
     from okapi.seeds import load_seed_set
     from okapi.selfinstruct import generate, load_pool
-    from okapi.teacher import open_teacher
+    from okapi.teacher import enforce_failure_rate, open_teacher
 
     seeds = load_seed_set(gcfg.seed_tasks, args.seeds, args.alpaca_seeds)
     pool = load_pool(gcfg.pool_path, gcfg.pool_limit) if gcfg.pool_path else []
     with open_teacher(tcfg, args.cache) as teacher:
         rows, metrics = generate(teacher, seeds, pool, gcfg)
         metrics["teacher"] = teacher.account()
+    # The unit here is a requested instruction: unparseable answers and filtered tasks both count, but only as far
+    # as they leave generate.num_instructions short (the ROUGE-L filter is meant to drop many candidates).
+    reasons = {"answer_rejected": metrics["answers_rejected"], **metrics["rejected_by_reason"]}
+    shortfall = max(metrics["target"] - metrics["kept"], 0)
+    enforce_failure_rate("generate: requested instructions not kept", shortfall, metrics["target"], tcfg, reasons)
     write_parquet(rows, args.out, INSTRUCTIONS)
     write_json(metrics, args.metrics)
 

@@ -40,10 +40,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from okapi.ppo import train_ppo
 
-    metrics = train_ppo(
+    metrics, history = train_ppo(
         args.sft, args.rm, prompts, heldout, args.out, cfg, checkpoint_dir=args.checkpoint_dir, live_dir=args.live_dir
     )
-    history = metrics.pop("history", [])
     if args.history:
         write_json(history, args.history)
     write_json(metrics, args.metrics)

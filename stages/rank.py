@@ -38,11 +38,13 @@ def main(argv: list[str] | None = None) -> None:
     samples = read_rows(args.samples, SAMPLES)
 
     from okapi.ranking import make_pairs, rank_samples
-    from okapi.teacher import open_teacher
+    from okapi.teacher import enforce_failure_rate, open_teacher
 
     with open_teacher(tcfg, args.cache) as teacher:
         rankings, metrics = rank_samples(teacher, samples, args.lang, cfg)
         metrics["teacher"] = teacher.account()
+    ranked = metrics["ranked"] + metrics["rejected"]
+    enforce_failure_rate(f"rank@{args.lang} prompts", metrics["rejected"], ranked, tcfg, metrics["rejected_by_reason"])
     pairs = make_pairs(rankings, cfg.pairs)
     write_parquet(rankings, args.out / "rankings.parquet", RANKINGS)
     write_parquet(pairs, args.out / "pairs.parquet", PAIRS)

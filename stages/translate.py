@@ -11,9 +11,7 @@ from okapi.config import ConfigError
 from okapi.io import ensure_file, read_rows, write_json, write_parquet
 from okapi.languages import get_language
 from okapi.params import load_params
-from okapi.schemas import HELLASWAG, INSTRUCTIONS, MULTIPLE_CHOICE, PROMPTS, TRANSLATIONS
-
-BENCHMARKS = {"arc": MULTIPLE_CHOICE, "mmlu": MULTIPLE_CHOICE, "hellaswag": HELLASWAG}
+from okapi.schemas import BENCHMARK_SCHEMA, INSTRUCTIONS, PROMPTS, TRANSLATIONS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         check_sources(args.eval_sources, cfg.eval_sources, shot_keys)  # before any request is sent
 
     from okapi.released import read_converted_eval, read_converted_instructions
-    from okapi.teacher import TeacherFatalError, open_teacher
-    from okapi.translate import table2_lengths, translate_eval, translate_instructions
+    from okapi.teacher import enforce_failure_rate, open_teacher
+    from okapi.translate import check_splits, prompt_splits, table2_lengths, translate_eval, translate_instructions
 
     metrics: dict = {"source": {"instructions": "released" if instructions_released else "teacher"}}
     metrics["source"]["eval"] = "released" if eval_released else "teacher"
@@ -72,39 +70,32 @@ def main(argv: list[str] | None = None) -> None:
             for key, records in sources.items():
                 bench = benchmark_of(key)
                 done, metrics["eval"][key] = translate_eval(teacher, bench, records, args.lang, cfg)
-                eval_sets[key] = (BENCHMARKS[bench], done)
+                eval_sets[key] = (BENCHMARK_SCHEMA[bench], done)
         metrics["teacher"] = teacher.account() if teacher is not None else {"requests_sent": 0}
     if teacher is None:
         ensure_file(args.cache)  # a DVC output even when no request is made
 
+    # One rule for every teacher stage: too many unusable answers stop here, before anything is written.
     if not instructions_released:
-        accepted = [r for r in translated if r["status"] == "ok"]
-        if translated:
-            rate = 1 - len(accepted) / len(translated)
-            if rate > tcfg.max_failure_rate:
-                raise TeacherFatalError(
-                    f"translate@{args.lang}: {rate:.0%} of {len(translated)} examples were rejected, above "
-                    f"teacher.max_failure_rate = {tcfg.max_failure_rate}; reasons: {metrics['rejected_by_reason']}"
-                )
+        enforce_failure_rate(
+            f"translate@{args.lang} instructions",
+            metrics["rejected"],
+            metrics["rows"],
+            tcfg,
+            metrics["rejected_by_reason"],
+        )
+    if not eval_released:
+        for bench, m in metrics["eval"].items():
+            enforce_failure_rate(
+                f"translate@{args.lang} {bench} records", m["dropped"], m["records"], tcfg, m["dropped_by_reason"]
+            )
+    if not instructions_released:
         from transformers import AutoTokenizer
 
+        accepted = [r for r in translated if r["status"] == "ok"]
         metrics["table2"] = table2_lengths(accepted, AutoTokenizer.from_pretrained(args.tokenizer))
-
-        def prompts(keep) -> list[dict]:
-            return [{k: r[k] for k in ("id", "lang", "instruction", "input", "output")} for r in accepted if keep(r)]
-
-        splits = {
-            "sft": prompts(lambda r: r["split"] == "sft"),
-            "full": prompts(lambda r: True),
-            "rank": prompts(lambda r: r["split"] == "rank"),
-            "ppo": prompts(lambda r: r["split"] == "ppo"),
-        }
-    for name, split_rows in splits.items():
-        if not split_rows:
-            raise ConfigError(
-                f"translate@{args.lang}: the {name!r} split is empty after translation; raise "
-                "generate.num_instructions or translate.limit so every split gets rows"
-            )
+        splits = prompt_splits(translated)
+    check_splits(splits, args.lang)
     # Outputs are written only after everything succeeded, each atomically.
     write_parquet(translated, args.out / "all.parquet", TRANSLATIONS)
     for name, split_rows in splits.items():

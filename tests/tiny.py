@@ -78,3 +78,38 @@ def build_untrained_rm(model_dir: Path, out: Path) -> Path:
     rm.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# The dataclass defaults are the embedded pipeline's values (params.yaml). Tests build their configs on smaller,
+# faster settings instead: these, overridden by what each test says it needs.
+SMALL_CONFIGS: dict[str, dict] = {
+    "PPOConfig": dict(
+        epochs=1,
+        learning_rate=1e-5,
+        batch_size=8,
+        mini_batch_size=4,
+        ppo_epochs=4,
+        max_new_tokens=48,
+        max_prompt_length=512,
+        heldout_fraction=0.0,
+        heldout_samples=1,
+        checkpoint_every=1,
+    ),
+    "SFTConfig": dict(num_train_epochs=1.0, learning_rate=2e-5, max_seq_length=512),
+    "RewardConfig": dict(num_train_epochs=1.0, max_length=512, eval_fraction=0.1),
+    "SampleConfig": dict(max_new_tokens=64, batch_size=8),
+    "TranslateConfig": dict(
+        limit=None, eval_limit=None, max_attempts=3, pool_fraction=None, language_checks="enforce", max_tokens=None
+    ),
+    "RankConfig": dict(max_attempts=None, max_tokens=None),
+    "GenerateConfig": dict(num_instructions=20, num_tasks=20, request_batch_size=2, max_rounds=10, max_tokens=2048),
+}
+
+
+# A PPO run on the tiny model that moves its weights in a step or two: two trained blocks, 4-prompt batches.
+TINY_PPO: dict = dict(top_layers=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=5, learning_rate=1e-3)
+
+
+def small_config(cls, **overrides):
+    """``cls`` (a config dataclass) with the test settings above, then ``overrides``."""
+    return cls(**{**SMALL_CONFIGS.get(cls.__name__, {}), **overrides})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_PPO, small_config
 
 from okapi.config import ConfigError
 from okapi.modeling import decoder_layers, load_causal_lm
@@ -35,11 +36,13 @@ def test_split_keeps_a_prompt_to_train_on() -> None:
 
 def test_heldout_fraction_and_separate_heldout_prompts_exclude_each_other(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ppo.heldout_fraction"):
-        train_ppo(tmp_path, None, ROWS, ROWS[:2], tmp_path / "o", PPOConfig(heldout_fraction=0.2), reward_fn=len)
+        train_ppo(
+            tmp_path, None, ROWS, ROWS[:2], tmp_path / "o", small_config(PPOConfig, heldout_fraction=0.2), reward_fn=len
+        )
     with pytest.raises(ConfigError, match="ppo.heldout_fraction"):
-        PPOConfig(heldout_fraction=1.0)
+        small_config(PPOConfig, heldout_fraction=1.0)
     with pytest.raises(ConfigError, match="ppo.heldout_samples"):
-        PPOConfig(heldout_samples=0)
+        small_config(PPOConfig, heldout_samples=0)
 
 
 def test_sequence_kl_is_zero_at_the_reference_and_positive_after_a_change(tiny_model_dir: Path) -> None:
@@ -51,7 +54,7 @@ def test_sequence_kl_is_zero_at_the_reference_and_positive_after_a_change(tiny_m
     torch.manual_seed(0)
     resp = generate(lm, tok, ids, pmask, max_new_tokens=5, temperature=1.0, top_p=1.0)
     mask = response_mask(resp, eos_ids(lm, tok), tok.pad_token_id)
-    cfg = PPOConfig(mini_batch_size=1)
+    cfg = small_config(PPOConfig, mini_batch_size=1)
     assert torch.allclose(sequence_kl(policy, ids, pmask, resp, mask, cfg), torch.zeros(2), atol=1e-6)
     with torch.no_grad():
         decoder_layers(lm)[-1].mlp.down_proj.weight.add_(0.5)
@@ -63,18 +66,13 @@ def test_ppo_with_a_heldout_slice_reports_the_final_policys_kl(tiny_model_dir: P
     def reward(prompts: list[str], responses: list[str]) -> list[float]:
         return [float(len(r)) / 10 for r in responses]
 
-    cfg = PPOConfig(
-        top_layers=2,
-        batch_size=4,
-        mini_batch_size=2,
-        ppo_epochs=2,
-        max_new_tokens=5,
-        learning_rate=1e-3,
+    cfg = small_config(
+        PPOConfig,
+        **TINY_PPO,
         heldout_fraction=0.2,
         heldout_samples=3,
     )
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "ppo", cfg, reward_fn=reward)
-    history = metrics["history"]
+    metrics, history = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "ppo", cfg, reward_fn=reward)
     assert metrics["heldout_prompts"] == 2 and metrics["heldout_samples"] == 6 and metrics["prompts"] == 8
     assert metrics["steps"] == 2  # one epoch over 8 training prompts in batches of 4
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the first batch is sampled before any update

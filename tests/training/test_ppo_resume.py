@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tiny import build_untrained_rm
+from tiny import TINY_PPO, build_untrained_rm, small_config
 
 from okapi.config import ConfigError
 from okapi.ppo import CKPT_OPTIMIZER, CKPT_STATE, CKPT_WEIGHTS, VALUE_HEAD_FILE, PPOConfig, RewardFn, train_ppo
@@ -23,12 +23,7 @@ from okapi.ppo import CKPT_OPTIMIZER, CKPT_STATE, CKPT_WEIGHTS, VALUE_HEAD_FILE,
 ROWS = [{"id": f"q{i:02d}", "instruction": f"Give three tips number {i}.", "input": ""} for i in range(10)]
 # 10 prompts in batches of 4: 3 steps per epoch (the last one short), 5 steps in all, across an epoch boundary.
 CFG = dict(
-    top_layers=2,
-    batch_size=4,
-    mini_batch_size=2,
-    ppo_epochs=2,
-    max_new_tokens=5,
-    learning_rate=1e-3,
+    **TINY_PPO,
     epochs=2,
     max_steps=5,
     checkpoint_every=2,
@@ -78,10 +73,10 @@ def ppo_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def test_a_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     tiny_model_dir: Path, tmp_path: Path, ppo_log: pytest.LogCaptureFixture
 ) -> None:
-    cfg = PPOConfig(**CFG)
+    cfg = small_config(PPOConfig, **CFG)
     reward, calls = make_reward()
     plain = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "plain", cfg, reward_fn=reward)
-    assert plain["steps"] == 5 and len(calls) == 6  # five steps, then the final policy's KL samples
+    assert plain[0]["steps"] == 5 and len(calls) == 6  # five steps, then the final policy's KL samples
 
     # Killed while scoring step 4: steps 1-3 ran, the last checkpoint is step 2's (checkpoint_every = 2).
     ckpt = tmp_path / "ckpt"
@@ -99,7 +94,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     assert "resuming from step 2 of 5" in ppo_log.text
     assert len(calls) == 3 + 1  # only steps 3-5 ran again
     assert_same_weights(tmp_path / "plain", tmp_path / "resumed")
-    assert resumed["history"] == plain["history"]  # losses, rewards and KLs of every step, bit for bit
+    assert resumed[1] == plain[1]  # history: losses, rewards and KLs of every step, bit for bit
     assert resumed == plain
     assert state(ckpt)["step"] == 5  # the last step is always saved
 
@@ -116,23 +111,27 @@ def test_longer_runs_resume_and_changed_params_start_fresh(
     tiny_model_dir: Path, tmp_path: Path, ppo_log: pytest.LogCaptureFixture
 ) -> None:
     ckpt = tmp_path / "ckpt"
-    short = PPOConfig(**{**CFG, "max_steps": 1, "checkpoint_every": 1})
+    short = small_config(PPOConfig, **{**CFG, "max_steps": 1, "checkpoint_every": 1})
     reward, calls = make_reward()
     train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", short, reward_fn=reward, checkpoint_dir=ckpt)
     assert state(ckpt)["step"] == 1
 
     # max_steps only says where to stop: the run goes on from its checkpoint.
     ppo_log.clear()
-    longer = PPOConfig(**{**CFG, "max_steps": 2, "checkpoint_every": 1})
+    longer = small_config(PPOConfig, **{**CFG, "max_steps": 2, "checkpoint_every": 1})
     reward, calls = make_reward()
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", longer, reward_fn=reward, checkpoint_dir=ckpt)
+    metrics, _ = train_ppo(
+        tiny_model_dir, None, ROWS, None, tmp_path / "o", longer, reward_fn=reward, checkpoint_dir=ckpt
+    )
     assert "resuming from step 1 of 2" in ppo_log.text and len(calls) == 1 + 1 and metrics["steps"] == 2
 
     # A new learning rate is another run: the checkpoint is ignored (and says why), then overwritten.
     ppo_log.clear()
-    other = PPOConfig(**{**CFG, "max_steps": 2, "checkpoint_every": 1, "learning_rate": 2e-3})
+    other = small_config(PPOConfig, **{**CFG, "max_steps": 2, "checkpoint_every": 1, "learning_rate": 2e-3})
     reward, calls = make_reward()
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", other, reward_fn=reward, checkpoint_dir=ckpt)
+    metrics, _ = train_ppo(
+        tiny_model_dir, None, ROWS, None, tmp_path / "o", other, reward_fn=reward, checkpoint_dir=ckpt
+    )
     assert "different ppo.learning_rate (0.001 -> 0.002)" in ppo_log.text and "starting PPO at step 0" in ppo_log.text
     assert "resuming" not in ppo_log.text and len(calls) == 2 + 1 and metrics["steps"] == 2
     assert state(ckpt)["fingerprint"]["ppo"]["learning_rate"] == 2e-3
@@ -154,7 +153,7 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning_and_rewritten(
     tiny_model_dir: Path, tmp_path: Path, ppo_log: pytest.LogCaptureFixture, damage: str
 ) -> None:
     ckpt = tmp_path / "ckpt"
-    cfg = PPOConfig(**{**CFG, "max_steps": 1})
+    cfg = small_config(PPOConfig, **{**CFG, "max_steps": 1})
     reward, _ = make_reward()
     train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=ckpt)
     if damage == "missing optimizer":
@@ -170,7 +169,7 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning_and_rewritten(
 
     ppo_log.clear()
     reward, calls = make_reward()
-    metrics = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=ckpt)
+    metrics, _ = train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=ckpt)
     warnings = [r.getMessage() for r in ppo_log.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and expected in warnings[0] and "starting PPO at step 0" in warnings[0]
     assert len(calls) == 1 + 1 and metrics["steps"] == 1  # trained from scratch
@@ -179,9 +178,9 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning_and_rewritten(
 
 def test_checkpoint_every_is_validated_and_zero_turns_checkpoints_off(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"ppo.checkpoint_every = -1 is invalid; allowed: 0 \(off\) or >= 1"):
-        PPOConfig(checkpoint_every=-1)
+        small_config(PPOConfig, checkpoint_every=-1)
     reward, _ = make_reward()
-    cfg = PPOConfig(**{**CFG, "max_steps": 1, "checkpoint_every": 0})
+    cfg = small_config(PPOConfig, **{**CFG, "max_steps": 1, "checkpoint_every": 0})
     train_ppo(tiny_model_dir, None, ROWS, None, tmp_path / "o", cfg, reward_fn=reward, checkpoint_dir=tmp_path / "ck")
     assert (tmp_path / "ck").is_dir() and not any((tmp_path / "ck").iterdir())  # exists for DVC, holds nothing
 

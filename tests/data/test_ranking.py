@@ -6,6 +6,7 @@ import json
 
 import pytest
 from fakes import FakeTeacher
+from tiny import small_config
 
 from okapi import schemas
 from okapi.config import ConfigError
@@ -138,7 +139,9 @@ def test_rank_samples_two_turns(tmp_path, structured):
         sample("gen-6", RESPONSES, instruction="SILENT"),
     ]
     teacher = teacher_for(structured)
-    rows, metrics = rank_samples(teacher, samples, "vi", RankConfig(structured=structured, max_attempts=2))
+    rows, metrics = rank_samples(
+        teacher, samples, "vi", small_config(RankConfig, structured=structured, max_attempts=2)
+    )
     by_id = {r["id"]: r for r in rows}
     assert list(by_id) == ["gen-1", "gen-2", "gen-5", "gen-6"]
     assert by_id["gen-1"]["ranks"] == [2, 1, 3, 4] and by_id["gen-1"]["status"] == "ok"
@@ -162,9 +165,9 @@ def test_rank_samples_two_turns(tmp_path, structured):
 
 def test_rank_samples_rejects_broken_rows_and_config():
     with pytest.raises(DataError, match="sample row 1 \\(id a\\): field 'responses'"):
-        rank_samples(teacher_for(False), [sample("a", "not a list")], "vi", RankConfig())
+        rank_samples(teacher_for(False), [sample("a", "not a list")], "vi", small_config(RankConfig))
     with pytest.raises(ConfigError, match="rank.pairs"):
-        RankConfig(pairs="best")
+        small_config(RankConfig, pairs="best")
 
 
 # -- pairs ---------------------------------------------------------------------------------------------------------------

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from openai_server import FakeOpenAIServer
+from stagekit import ROOT, fake_teacher_params, run_stage
 
 from okapi.io import read_rows, write_parquet
 from okapi.schemas import INSTRUCTIONS, PAIRS, RANKINGS, SAMPLES, TRANSLATIONS
 
-ROOT = Path(__file__).resolve().parents[2]
 CANARY = "sk-canary-9f8e7d-stage-key"
 _counter = itertools.count()
 
@@ -53,26 +51,17 @@ def server():
 
 
 def _params(tmp_path: Path, url: str) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["teacher"].update(
-        backend="openai",
-        base_url=url,
-        model="fake-model",
-        max_concurrency=4,
-        prices={"fake-model": {"prompt": 1.0, "completion": 2.0}},
+    return fake_teacher_params(
+        tmp_path,
+        url,
+        **{"teacher.prices": {"fake-model": {"prompt": 1.0, "completion": 2.0}}},
+        **{"generate.num_instructions": 6, "generate.max_rounds": 3, "generate.request_batch_size": 2},
+        **{"translate.limit": 10, "translate.eval_limit": 2, "translate.langid": False},
     )
-    params["generate"].update(num_instructions=6, max_rounds=3, request_batch_size=2)
-    params["translate"].update(limit=10, eval_limit=2, langid=False)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 def _run(stage: str, args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": CANARY, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = run_stage(stage, args, env={"OPENAI_API_KEY": CANARY})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -117,7 +117,7 @@ HELLASWAG = [
     )
 ]
 DATA = {"arc": ARC, "mmlu": MMLU, "hellaswag": HELLASWAG}
-SCHEMA = {"arc": schemas.MULTIPLE_CHOICE, "mmlu": schemas.MULTIPLE_CHOICE, "hellaswag": schemas.HELLASWAG}
+SCHEMA = schemas.BENCHMARK_SCHEMA
 # lm-eval's own okapi task per benchmark: (folder, base YAML, one language's YAML, the split the task scores).
 OKAPI = {
     "arc": ("arc_multilingual", "_arc_yaml", "arc_vi.yaml", "test"),

@@ -1,5 +1,6 @@
-"""Scale-out dry checks: accelerate configs parse as accelerate reads them, and training code asks accelerate
-(not a hard-coded 1) for the world size. Nothing here launches a second process or needs a GPU."""
+"""Scale-out checks: accelerate configs parse as accelerate reads them, training code asks accelerate (not a
+hard-coded 1) for the world size and steps through a real Accelerator. Nothing here launches a second process or
+needs a GPU (tests/training/test_multiprocess.py runs two)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 
 import pytest
 import torch
+from tiny import small_config
 from torch import nn
 
 from okapi import modeling, reward, sft
 from okapi.ppo import PPOConfig, Rollout, ppo_update
+from okapi.training import accumulation_steps
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 
@@ -81,85 +84,35 @@ def test_launch_reads_the_config_and_knows_its_keys(name: str) -> None:
 # ------------------------------------------------------------------------------------------------ world size
 
 
-class _FakeState:
-    num_processes = 8
+def test_world_size_comes_from_accelerate() -> None:
+    # One process here; the two-process case runs for real under `accelerate launch` in test_multiprocess.
+    from accelerate import PartialState
+
+    assert modeling.world_size() == PartialState().num_processes == 1
 
 
-def test_world_size_comes_from_accelerate(monkeypatch: pytest.MonkeyPatch) -> None:
-    import accelerate
+def test_sft_trainer_accumulates_to_the_effective_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
 
-    assert modeling.world_size() == 1
-    monkeypatch.setattr(accelerate, "PartialState", _FakeState)
-    assert modeling.world_size() == 8
-
-
-class _Captured(Exception):
-    def __init__(self, args: Any) -> None:
-        super().__init__("trainer built")
-        self.training_args = args
-
-
-class _capture_trainer:  # noqa: N801 - stands in for a trainer class; a class so okapi.reward can subclass it
-    def __init__(self, *_: Any, args: Any, **__: Any) -> None:
-        raise _Captured(args)
-
-
-def test_sft_accumulation_divides_by_the_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    import trl
-
-    monkeypatch.setattr(sft, "world_size", lambda: 8)
-    monkeypatch.setattr(sft, "load_causal_lm", lambda *a, **k: (None, None))
-    monkeypatch.setattr(trl, "SFTTrainer", _capture_trainer)
     rows = [{"id": "a", "instruction": "Say hi.", "input": "", "output": "Hi."}]
-    cfg = sft.SFTConfig(batch_size=128, per_device_train_batch_size=4)
-    with pytest.raises(_Captured) as caught:
-        sft.build_sft_trainer(Path("unused"), rows, Path("unused/out"), cfg)
-    args = caught.value.training_args
-    assert args.per_device_train_batch_size == 4
-    assert args.gradient_accumulation_steps == 128 // (4 * 8)
-    monkeypatch.setattr(sft, "world_size", lambda: 1)
-    with pytest.raises(_Captured) as caught:
-        sft.build_sft_trainer(Path("unused"), rows, Path("unused/out"), cfg)
-    assert caught.value.training_args.gradient_accumulation_steps == 32
+    cfg = small_config(sft.SFTConfig, batch_size=8, per_device_train_batch_size=2)
+    trainer = sft.build_sft_trainer(tiny_model_dir, rows, tmp_path / "out", cfg)
+    assert trainer.args.per_device_train_batch_size == 2
+    assert trainer.args.gradient_accumulation_steps == 8 // (2 * 1)
+    # With more processes the same arithmetic divides by them (8 GPUs: 128 / (4 x 8)).
+    assert accumulation_steps(128, 4, 8) == 4 and accumulation_steps(64, 4, 4) == 4
 
 
-def test_reward_model_accumulation_divides_by_the_world_size(
-    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    import trl
-
-    monkeypatch.setattr(reward, "world_size", lambda: 4)
-    monkeypatch.setattr(trl, "RewardTrainer", _capture_trainer)
+def test_reward_model_reports_the_batch_it_trained_with(tiny_model_dir: Path, tmp_path: Path) -> None:
     pairs = [
         {"id": f"p{i}", "instruction": f"Tip {i}.", "input": "", "chosen": "Sleep well.", "rejected": "xq"}
         for i in range(4)
     ]
-    cfg = reward.RewardConfig(batch_size=64, per_device_train_batch_size=4, eval_fraction=0.0)
-    with pytest.raises(_Captured) as caught:
-        reward.train_reward_model(tiny_model_dir, pairs, tmp_path / "rm", cfg)
-    assert caught.value.training_args.gradient_accumulation_steps == 64 // (4 * 4)
+    cfg = small_config(reward.RewardConfig, batch_size=4, per_device_train_batch_size=2, eval_fraction=0.0, max_steps=1)
+    metrics = reward.train_reward_model(tiny_model_dir, pairs, tmp_path / "rm", cfg)
+    assert metrics["effective_batch_size"] == 4 and metrics["processes"] == 1 and metrics["steps"] == 1
 
 
 # ------------------------------------------------------------------------------------------------ PPO
-
-
-class _SpyAccelerator:
-    """Records what ppo_update hands to accelerate; backward goes through here, never loss.backward()."""
-
-    def __init__(self) -> None:
-        self.backward_calls = 0
-        self.clip_calls = 0
-
-    def autocast(self) -> Any:
-        return torch.autocast("cpu", enabled=False)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self.backward_calls += 1
-        loss.backward()
-
-    def clip_grad_norm_(self, params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-        self.clip_calls += 1
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
 class _ToyPolicy(nn.Module):
@@ -174,7 +127,7 @@ class _ToyPolicy(nn.Module):
         return self.head(hidden), self.value(hidden).squeeze(-1)
 
 
-def test_ppo_update_steps_through_the_accelerator() -> None:
+def test_ppo_update_steps_through_a_real_accelerator() -> None:
     torch.manual_seed(0)
     policy = _ToyPolicy()
     batch, prompt_len, resp_len = 6, 3, 4
@@ -197,12 +150,15 @@ def test_ppo_update_steps_through_the_accelerator() -> None:
         advantages=torch.randn(batch, resp_len),
         returns=torch.ones(batch, resp_len),
     )
+    from accelerate import Accelerator
+
     before = [p.detach().clone() for p in policy.parameters()]
-    optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
-    spy = _SpyAccelerator()
-    cfg = PPOConfig(batch_size=6, mini_batch_size=4, ppo_epochs=3)
-    stats = ppo_update(policy, optimizer, rollout, cfg, spy)
-    assert spy.backward_calls == spy.clip_calls == 3 * 2  # ppo_epochs x ceil(6 / 4) mini-batches
+    accelerator = Accelerator(cpu=True)
+    wrapped, optimizer = accelerator.prepare(policy, torch.optim.Adam(policy.parameters(), lr=0.1))
+    cfg = small_config(PPOConfig, batch_size=6, mini_batch_size=4, ppo_epochs=3)
+    stats = ppo_update(wrapped, optimizer, rollout, cfg, accelerator)
+    steps = {int(state["step"]) for state in optimizer.optimizer.state.values()}
+    assert steps == {3 * 2}  # ppo_epochs x ceil(6 / 4) mini-batches, each one optimizer step
     assert all(not torch.equal(b, p) for b, p in zip(before, policy.parameters(), strict=True))
     assert set(stats) >= {"policy_loss", "value_loss", "approx_kl"}
 
@@ -243,10 +199,17 @@ def test_train_ppo_prepares_with_accelerate_and_splits_batches_by_process(
 
     prompts = [{"id": f"q{i}", "instruction": f"Tip number {i}.", "input": ""} for i in range(8)]
     held = [{"id": f"h{i}", "instruction": f"Say {i}.", "input": ""} for i in range(4)]
-    cfg = PPOConfig(
-        top_layers=1, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=3, max_steps=2, eval_batch_size=8
+    cfg = small_config(
+        PPOConfig,
+        top_layers=1,
+        batch_size=4,
+        mini_batch_size=2,
+        ppo_epochs=1,
+        max_new_tokens=3,
+        max_steps=2,
+        eval_batch_size=8,
     )
-    metrics = train_ppo(tiny_model_dir, None, prompts, held, tmp_path / "ppo", cfg, reward_fn=reward_fn)
+    metrics, _ = train_ppo(tiny_model_dir, None, prompts, held, tmp_path / "ppo", cfg, reward_fn=reward_fn)
     assert calls["prepare"] == 1
     assert calls["backward"] == 2 * 1 * 1  # steps x ppo_epochs x (2 prompts on this process / mini-batch 2)
     # held-out before, two PPO steps, held-out after: always this process's half
@@ -269,7 +232,15 @@ def test_ppo_refuses_sharded_engines_before_loading_anything(monkeypatch, tmp_pa
 
     monkeypatch.setattr(accelerate, "Accelerator", ShardedAccelerator)
     with pytest.raises(ConfigError, match=rf"PPO does not run under {dist}.*8gpu_ddp.yaml"):
-        train_ppo(tmp_path / "missing-sft", None, [], None, tmp_path / "out", PPOConfig(), reward_fn=lambda p, r: [])
+        train_ppo(
+            tmp_path / "missing-sft",
+            None,
+            [],
+            None,
+            tmp_path / "out",
+            small_config(PPOConfig),
+            reward_fn=lambda p, r: [],
+        )
 
 
 def test_paper_profile_launches_ppo_data_parallel() -> None:

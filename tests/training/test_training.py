@@ -12,7 +12,7 @@ import pytest
 import torch
 from fakes import toy_pairs
 from safetensors.torch import load_file
-from tiny import build_untrained_rm
+from tiny import TINY_PPO, build_untrained_rm, small_config
 
 from okapi.config import ConfigError
 from okapi.io import DataError
@@ -21,7 +21,8 @@ from okapi.ppo import VALUE_HEAD_FILE, PolicyWithValue, PPOConfig, train_ppo
 from okapi.prompting import format_prompt
 from okapi.reward import RewardConfig, score_texts, train_reward_model
 from okapi.sampling import SampleConfig, sample_responses
-from okapi.sft import SFTConfig, accumulation_steps, build_sft_trainer, train_sft
+from okapi.sft import SFTConfig, build_sft_trainer, train_sft
+from okapi.training import accumulation_steps
 
 ROWS = [
     {"id": f"r{i}", "lang": "vi", "instruction": f"Give three tips number {i}.", "input": inp, "output": out}
@@ -86,7 +87,7 @@ def test_trainable_top_layers_freezes_everything_else(base_dir: Path) -> None:
 
 
 def test_sft_puts_loss_on_the_response_only(base_dir: Path, tmp_path: Path) -> None:
-    trainer = build_sft_trainer(base_dir, ROWS[:2], tmp_path / "sft", SFTConfig())
+    trainer = build_sft_trainer(base_dir, ROWS[:2], tmp_path / "sft", small_config(SFTConfig))
     tok = trainer.processing_class
     batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
     for i, row in enumerate(ROWS[:2]):
@@ -105,7 +106,9 @@ def test_sft_puts_loss_on_the_response_only(base_dir: Path, tmp_path: Path) -> N
 def test_sft_trains_and_saves_atomically(base_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sft"
     before = weights(base_dir)
-    cfg = SFTConfig(learning_rate=1e-3, warmup_steps=0, max_steps=3, batch_size=4, per_device_train_batch_size=2)
+    cfg = small_config(
+        SFTConfig, learning_rate=1e-3, warmup_steps=0, max_steps=3, batch_size=4, per_device_train_batch_size=2
+    )
     metrics = train_sft(base_dir, ROWS, out, cfg)
     assert metrics["steps"] == 3 and metrics["rows"] == len(ROWS)
     assert metrics["effective_batch_size"] == 4
@@ -119,7 +122,12 @@ def test_sft_trains_and_saves_atomically(base_dir: Path, tmp_path: Path) -> None
 
 def test_sft_rejects_rows_without_output(base_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"SFT row 1 \(id 'x'\): field 'output'"):
-        train_sft(base_dir, [ROWS[0], {"id": "x", "instruction": "Hi", "output": " "}], tmp_path / "o", SFTConfig())
+        train_sft(
+            base_dir,
+            [ROWS[0], {"id": "x", "instruction": "Hi", "output": " "}],
+            tmp_path / "o",
+            small_config(SFTConfig),
+        )
 
 
 def test_accumulation_follows_world_size() -> None:
@@ -130,13 +138,13 @@ def test_accumulation_follows_world_size() -> None:
 
 def test_configs_reject_bad_values() -> None:
     with pytest.raises(ConfigError, match="sft.per_device_train_batch_size"):
-        SFTConfig(batch_size=4, per_device_train_batch_size=8)
+        small_config(SFTConfig, batch_size=4, per_device_train_batch_size=8)
     with pytest.raises(ConfigError, match="sample.num_responses"):
-        SampleConfig(num_responses=1)
-    with pytest.raises(ConfigError, match="reward.eval_fraction"):
-        RewardConfig(eval_fraction=1.0)
+        small_config(SampleConfig, num_responses=1)
+    with pytest.raises(ConfigError, match=r"^parameter rm\.eval_fraction"):
+        small_config(RewardConfig, eval_fraction=1.0)
     with pytest.raises(ConfigError, match="ppo.mini_batch_size"):
-        PPOConfig(batch_size=4, mini_batch_size=8)
+        small_config(PPOConfig, batch_size=4, mini_batch_size=8)
 
 
 # ---------------------------------------------------------------------------------------------------- sampling
@@ -144,7 +152,7 @@ def test_configs_reject_bad_values() -> None:
 
 def test_sampling_returns_t_responses_per_row_in_order(base_dir: Path) -> None:
     rows = [{"id": r["id"], "instruction": r["instruction"], "input": r["input"]} for r in ROWS[:3]]
-    cfg = SampleConfig(num_responses=4, max_new_tokens=8, batch_size=2, seed=3)
+    cfg = small_config(SampleConfig, num_responses=4, max_new_tokens=8, batch_size=2, seed=3)
     out = sample_responses(base_dir, rows, "vi", cfg)
     assert [o["id"] for o in out] == ["r0", "r1", "r2"]
     assert all(o["lang"] == "vi" and len(o["responses"]) == 4 for o in out)
@@ -157,7 +165,10 @@ def test_sampling_returns_t_responses_per_row_in_order(base_dir: Path) -> None:
 def test_sampling_rejects_duplicate_ids(base_dir: Path) -> None:
     with pytest.raises(DataError, match="duplicate id 'a'"):
         sample_responses(
-            base_dir, [{"id": "a", "instruction": "x"}, {"id": "a", "instruction": "y"}], "vi", SampleConfig()
+            base_dir,
+            [{"id": "a", "instruction": "x"}, {"id": "a", "instruction": "y"}],
+            "vi",
+            small_config(SampleConfig),
         )
 
 
@@ -167,7 +178,8 @@ def test_sampling_rejects_duplicate_ids(base_dir: Path) -> None:
 def test_reward_model_trains_and_counts_long_pairs(base_dir: Path, tmp_path: Path) -> None:
     pairs = toy_pairs(20)
     pairs.append({**pairs[0], "id": "long", "chosen": "Eat well, sleep. " * 80})
-    cfg = RewardConfig(
+    cfg = small_config(
+        RewardConfig,
         learning_rate=1e-3,
         batch_size=8,
         per_device_train_batch_size=8,
@@ -231,7 +243,7 @@ def test_reward_model_trains_on_a_prompts_pairs_together(
 def test_reward_model_needs_training_pairs(base_dir: Path, tmp_path: Path) -> None:
     long = {**toy_pairs(1)[0], "chosen": "word " * 300}
     with pytest.raises(DataError, match="no training pair left"):
-        train_reward_model(base_dir, [long], tmp_path / "rm", RewardConfig(max_length=64))
+        train_reward_model(base_dir, [long], tmp_path / "rm", small_config(RewardConfig, max_length=64))
 
 
 # ---------------------------------------------------------------------------------------------------- PPO
@@ -265,11 +277,8 @@ def test_ppo_step_with_a_reward_model_trains_only_top_layers_and_value_head(base
     rm_dir = build_untrained_rm(base_dir, tmp_path / "rm")
     before = weights(base_dir)
     out = tmp_path / "ppo"
-    cfg = PPOConfig(
-        top_layers=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=6, max_steps=1, learning_rate=1e-3
-    )
-    metrics = train_ppo(base_dir, rm_dir, PROMPTS[:8], HELDOUT[:4], out, cfg)
-    history = metrics.pop("history")
+    cfg = small_config(PPOConfig, **{**TINY_PPO, "max_new_tokens": 6}, max_steps=1)
+    metrics, history = train_ppo(base_dir, rm_dir, PROMPTS[:8], HELDOUT[:4], out, cfg)
     assert metrics["steps"] == 1 and len(history) == 1
     for key in (
         "mean_reward_sft_heldout",
@@ -325,7 +334,8 @@ def test_ppo_raises_a_toy_reward_while_kl_stays_finite(base_dir: Path, tmp_path:
     def reward(prompts: list[str], responses: list[str]) -> list[float]:
         return [r.count(word) / max_new for r in responses]
 
-    cfg = PPOConfig(
+    cfg = small_config(
+        PPOConfig,
         top_layers=2,
         batch_size=16,
         mini_batch_size=16,
@@ -338,8 +348,7 @@ def test_ppo_raises_a_toy_reward_while_kl_stays_finite(base_dir: Path, tmp_path:
         eval_batch_size=16,
         seed=seed,
     )
-    metrics = train_ppo(tmp_path / "sharp", None, PROMPTS, HELDOUT, tmp_path / "ppo", cfg, reward_fn=reward)
-    history = metrics["history"]
+    metrics, history = train_ppo(tmp_path / "sharp", None, PROMPTS, HELDOUT, tmp_path / "ppo", cfg, reward_fn=reward)
     assert metrics["steps"] == 7
     assert metrics["mean_reward_sft_heldout"] < 0.3
     assert metrics["mean_reward_ppo_heldout"] > metrics["mean_reward_sft_heldout"] + 0.3
@@ -376,5 +385,5 @@ def test_sft_stops_when_max_seq_length_leaves_no_response_token(base_dir: Path, 
         for i in range(3)
     ]
     with pytest.raises(DataError, match=r"all 3 examples were dropped.*raise sft.max_seq_length"):
-        train_sft(base_dir, rows, tmp_path / "sft", SFTConfig(max_seq_length=16, max_steps=1))
+        train_sft(base_dir, rows, tmp_path / "sft", small_config(SFTConfig, max_seq_length=16, max_steps=1))
     assert not (tmp_path / "sft").exists()

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from fakes import FakeTeacher
+from tiny import small_config
 
 from okapi import schemas
 from okapi.config import ConfigError
@@ -212,7 +213,7 @@ def test_translate_instructions_rows_splits_and_reasks(tmp_path):
 
     teacher = FakeTeacher(responder)
     rows = instruction_rows()
-    out, metrics = translate_instructions(teacher, rows, "de", TranslateConfig(rank_fraction=0.4))
+    out, metrics = translate_instructions(teacher, rows, "de", small_config(TranslateConfig, rank_fraction=0.4))
     assert [r["id"] for r in out] == [r["id"] for r in rows]  # ids (and order) survive translation
     by_id = {r["id"]: r for r in out}
     assert by_id["seed-0"]["split"] == "sft" and by_id["pool-1"]["split"] == "sft"
@@ -243,14 +244,14 @@ def test_translate_instructions_rows_splits_and_reasks(tmp_path):
 
 def test_splits_are_seeded_language_independent_and_never_empty():
     rows = instruction_rows()
-    a = assign_splits(rows, TranslateConfig(seed=1))
-    assert a == assign_splits(list(reversed(rows)), TranslateConfig(seed=1))
-    assert a != assign_splits(rows, TranslateConfig(seed=2))
-    tiny = assign_splits(rows, TranslateConfig(limit=3))
+    a = assign_splits(rows, small_config(TranslateConfig, seed=1))
+    assert a == assign_splits(list(reversed(rows)), small_config(TranslateConfig, seed=1))
+    assert a != assign_splits(rows, small_config(TranslateConfig, seed=2))
+    tiny = assign_splits(rows, small_config(TranslateConfig, limit=3))
     assert sorted(tiny.values()) == ["ppo", "rank", "sft"]
-    small = assign_splits(rows, TranslateConfig(limit=5, rank_fraction=0.1))
+    small = assign_splits(rows, small_config(TranslateConfig, limit=5, rank_fraction=0.1))
     assert sorted(set(small.values())) == ["ppo", "rank", "sft"] and len(small) == 5
-    only_gen = assign_splits(rows[3:5], TranslateConfig(rank_fraction=0.9))
+    only_gen = assign_splits(rows[3:5], small_config(TranslateConfig, rank_fraction=0.9))
     assert sorted(only_gen.values()) == ["ppo", "rank"]
 
 
@@ -258,9 +259,9 @@ def test_bad_rows_and_config_are_named():
     rows = instruction_rows()
     rows[2] = {**rows[2], "source": "web"}
     with pytest.raises(DataError, match="source 'web' is invalid"):
-        translate_instructions(FakeTeacher(german), rows, "de", TranslateConfig())
+        translate_instructions(FakeTeacher(german), rows, "de", small_config(TranslateConfig))
     with pytest.raises(ConfigError, match="translate.rank_fraction"):
-        TranslateConfig(rank_fraction=1.0)
+        small_config(TranslateConfig, rank_fraction=1.0)
 
 
 # -- evaluation sets -----------------------------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ def test_translate_eval_multiple_choice_keeps_ids_and_drops_rejected(tmp_path):
             return json.dumps(record)  # stays English every time
         return german(messages, attempt)
 
-    out, metrics = translate_eval(FakeTeacher(responder), "arc", records, "de", TranslateConfig())
+    out, metrics = translate_eval(FakeTeacher(responder), "arc", records, "de", small_config(TranslateConfig))
     assert out == [
         {
             "id": "Mercury_1",
@@ -310,7 +311,9 @@ def test_translate_eval_multiple_choice_keeps_ids_and_drops_rejected(tmp_path):
     assert metrics["translated"] == 1 and metrics["dropped"] == 1
     assert metrics["dropped_by_reason"] == {"untranslated": 1}
     write_parquet(out, tmp_path / "arc.parquet", schemas.MULTIPLE_CHOICE)
-    limited, metrics = translate_eval(FakeTeacher(responder), "mmlu", records, "de", TranslateConfig(eval_limit=1))
+    limited, metrics = translate_eval(
+        FakeTeacher(responder), "mmlu", records, "de", small_config(TranslateConfig, eval_limit=1)
+    )
     assert limited == out and metrics["records"] == 1
 
 
@@ -333,7 +336,7 @@ def test_translate_eval_hellaswag_rebuilds_ctx(tmp_path):
         "label": "3",
     }
     teacher = FakeTeacher(german)
-    out, metrics = translate_eval(teacher, "hellaswag", [record], "de", TranslateConfig())
+    out, metrics = translate_eval(teacher, "hellaswag", [record], "de", small_config(TranslateConfig))
     sent = sent_record(teacher.calls[0][0])
     assert sorted(sent) == ["activity_label", "ctx_a", "ctx_b", "ending_1", "ending_2", "ending_3", "ending_4"]
     (got,) = out
@@ -343,7 +346,7 @@ def test_translate_eval_hellaswag_rebuilds_ctx(tmp_path):
     assert metrics["translated"] == 1
     write_parquet(out, tmp_path / "hs.parquet", schemas.HELLASWAG)
     with pytest.raises(DataError, match="hellaswag record 1: field 'endings'"):
-        translate_eval(teacher, "hellaswag", [{**record, "endings": "x"}], "de", TranslateConfig())
+        translate_eval(teacher, "hellaswag", [{**record, "endings": "x"}], "de", small_config(TranslateConfig))
 
 
 # -- Table 2 ------------------------------------------------------------------------------------------------------------
@@ -402,7 +405,7 @@ def test_report_mode_accepts_untranslated_answers_but_counts_them():
         return text[text.index("{") :]
 
     for mode, accepted in (("enforce", 0), ("report", 4)):
-        cfg = TranslateConfig(language_checks=mode, max_attempts=2, structured=False)
+        cfg = small_config(TranslateConfig, language_checks=mode, max_attempts=2, structured=False)
         out, metrics = translate_instructions(FakeTeacher(echo_source), rows, "vi", cfg)
         assert metrics["accepted"] == accepted
         if mode == "report":
@@ -419,8 +422,8 @@ def test_pool_fraction_sets_the_mix_under_a_limit():
     rows = [{"id": f"s{i}", "source": "seed"} for i in range(55)] + [
         {"id": f"g{i}", "source": "generated"} for i in range(12)
     ]
-    proportional = assign_splits(rows, TranslateConfig(limit=20))
-    mixed = assign_splits(rows, TranslateConfig(limit=20, pool_fraction=0.4))
+    proportional = assign_splits(rows, small_config(TranslateConfig, limit=20))
+    mixed = assign_splits(rows, small_config(TranslateConfig, limit=20, pool_fraction=0.4))
     count = lambda splits, name: sum(1 for v in splits.values() if v == name)  # noqa: E731
     assert count(proportional, "sft") > count(mixed, "sft") == 8
     assert count(mixed, "rank") == 5 and count(mixed, "ppo") == 7

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fakes import FakeTeacher
+from tiny import small_config
 
 from okapi import schemas
 from okapi.config import ConfigError
@@ -190,7 +191,7 @@ def hashed_responder(structured: bool = False):
 
 def small_cfg(**kw) -> GenerateConfig:
     base = dict(num_instructions=6, request_batch_size=2, max_rounds=8, structured=False, num_tasks=8)
-    return GenerateConfig(**{**base, **kw})
+    return small_config(GenerateConfig, **{**base, **kw})
 
 
 def test_generate_reaches_the_target_with_schema_rows_and_stable_ids(tmp_path):
@@ -273,11 +274,11 @@ def test_generate_counts_unusable_answers_and_stops_after_max_rounds():
 
 def test_generate_config_ranges():
     with pytest.raises(ConfigError, match="generate.num_tasks"):
-        GenerateConfig(num_tasks=3, num_prompt_instructions=3)
+        small_config(GenerateConfig, num_tasks=3, num_prompt_instructions=3)
     with pytest.raises(ConfigError, match="generate.rouge_threshold"):
-        GenerateConfig(rouge_threshold=0)
+        small_config(GenerateConfig, rouge_threshold=0)
     with pytest.raises(DataError, match="num_prompt_instructions"):
-        generate(FakeTeacher(lambda m, a: ""), load_seeds(SEEDS_PATH)[:2], [], GenerateConfig())
+        generate(FakeTeacher(lambda m, a: ""), load_seeds(SEEDS_PATH)[:2], [], small_config(GenerateConfig))
 
 
 # -- pool ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,199 @@
+"""One PPO iteration: sample responses, score them, build the rollout, update the top layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from okapi.io import DataError
+from okapi.ppo.config import PPOConfig, RewardFn
+from okapi.ppo.objective import (
+    entropy_of,
+    gae,
+    logprobs_of,
+    masked_mean,
+    policy_loss,
+    token_rewards,
+    value_loss,
+    whiten,
+)
+from okapi.ppo.policy import PolicyWithValue
+from okapi.prompting import format_prompt
+from okapi.sampling import decode_responses, encode_prompts, eos_ids, generate, response_mask
+
+
+@dataclass
+class Rollout:
+    """One PPO batch: sequences, masks and everything computed before the update."""
+
+    input_ids: torch.Tensor  # [B, P + R] prompt (left-padded) + response
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    response_start: int  # P
+    responses: torch.Tensor  # [B, R]
+    mask: torch.Tensor  # [B, R] 1 on response tokens up to and including EOS
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor
+    old_values: torch.Tensor
+    scores: torch.Tensor  # [B]
+    rewards: torch.Tensor
+    kl: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    texts: list[str] = field(default_factory=list)
+
+
+def sequence_inputs(
+    prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concatenated ids, attention mask and position ids matching what generate() saw with left padding."""
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    return ids, attn, pos
+
+
+@torch.no_grad()
+def make_rollout(
+    policy: PolicyWithValue,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    responses: torch.Tensor,
+    mask: torch.Tensor,
+    scores: torch.Tensor,
+    cfg: PPOConfig,
+) -> Rollout:
+    """Old log-probs, reference log-probs, values, per-token rewards and (whitened) advantages for a batch."""
+    ids, attn, pos = sequence_inputs(prompt_ids, prompt_mask, responses, mask)
+    start = prompt_ids.shape[1]
+    maskf = mask.float()
+    old_logp, ref_logp, old_values = [], [], []
+    for i in range(0, ids.shape[0], cfg.mini_batch_size):
+        sl = slice(i, i + cfg.mini_batch_size)
+        logits, values = policy(ids[sl], attn[sl], pos[sl], start)
+        old_logp.append(logprobs_of(logits / cfg.temperature, responses[sl]))
+        old_values.append(values.float())
+        ref_logits, _ = policy(ids[sl], attn[sl], pos[sl], start, reference=True)
+        ref_logp.append(logprobs_of(ref_logits / cfg.temperature, responses[sl]))
+    old_lp = torch.cat(old_logp) * maskf
+    ref_lp = torch.cat(ref_logp) * maskf
+    values = torch.cat(old_values) * maskf
+    rewards, kl = token_rewards(scores.float(), old_lp, ref_lp, maskf, cfg.kl_coef)
+    advantages, returns = gae(rewards, values, maskf, cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        advantages = whiten(advantages, maskf)
+    return Rollout(
+        ids, attn, pos, start, responses, mask, old_lp, ref_lp, values, scores.float(), rewards, kl, advantages, returns
+    )
+
+
+def ppo_update(
+    policy: nn.Module, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: PPOConfig, accelerator: Any
+) -> dict[str, float]:
+    """``cfg.ppo_epochs`` passes of clipped PPO over the rollout in mini-batches; returns averaged statistics."""
+    n = rollout.input_ids.shape[0]
+    maskf = rollout.mask.float()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    stats: dict[str, list[float]] = {
+        k: [] for k in ("policy_loss", "value_loss", "clip_frac", "value_clip_frac", "entropy", "approx_kl")
+    }
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(n, device=rollout.input_ids.device)
+        for i in range(0, n, cfg.mini_batch_size):
+            idx = order[i : i + cfg.mini_batch_size]
+            m = maskf[idx]
+            with accelerator.autocast():
+                logits, values = policy(
+                    rollout.input_ids[idx],
+                    rollout.attention_mask[idx],
+                    rollout.position_ids[idx],
+                    rollout.response_start,
+                )
+            logits = logits.float() / cfg.temperature
+            logp = logprobs_of(logits, rollout.responses[idx])
+            pg, pg_clip = policy_loss(logp, rollout.old_logp[idx], rollout.advantages[idx], m, cfg.cliprange)
+            vf, vf_clip = value_loss(
+                values.float(), rollout.old_values[idx], rollout.returns[idx], m, cfg.cliprange_value
+            )
+            loss = pg + cfg.vf_coef * vf
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                stats["policy_loss"].append(pg.item())
+                stats["value_loss"].append(vf.item())
+                stats["clip_frac"].append(float(pg_clip))
+                stats["value_clip_frac"].append(float(vf_clip))
+                stats["entropy"].append(float(masked_mean(entropy_of(logits), m)))
+                stats["approx_kl"].append(float(0.5 * masked_mean((logp - rollout.old_logp[idx]) ** 2, m)))
+    optimizer.zero_grad(set_to_none=True)
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def make_optimizer(policy: PolicyWithValue, cfg: PPOConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        policy.parameters_to_train(),
+        lr=cfg.learning_rate,
+        betas=tuple(cfg.adam_betas),
+        eps=cfg.adam_eps,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def prompt_texts(rows: list[dict[str, Any]], tokenizer: Any, max_len: int, what: str) -> tuple[list[str], int]:
+    texts, dropped = [], 0
+    for i, row in enumerate(rows):
+        if not isinstance(row.get("instruction"), str) or not row["instruction"].strip():
+            raise DataError(f"{what} row {i} (id {row.get('id')!r}): field 'instruction' is missing or empty")
+        text = format_prompt(row["instruction"], row.get("input"))
+        if len(tokenizer(text=text)["input_ids"]) > max_len:
+            dropped += 1
+            continue
+        texts.append(text)
+    return texts, dropped
+
+
+def rm_reward_fn(rm_dir: Path, device: torch.device, batch_size: int) -> RewardFn:
+    from okapi.reward import load_reward_model, score_texts
+
+    rm, rm_tok = load_reward_model(rm_dir)
+    rm.to(device)
+    for p in rm.parameters():
+        p.requires_grad_(False)
+
+    def reward(prompts: list[str], responses: list[str]) -> list[float]:
+        return score_texts(rm, rm_tok, prompts, responses, batch_size=batch_size)
+
+    return reward
+
+
+def sample_responses(
+    lm: Any, tokenizer: Any, prompts: list[str], cfg: PPOConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    ids, pmask = encode_prompts(tokenizer, prompts, device)
+    resp = generate(
+        lm, tokenizer, ids, pmask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p
+    )
+    mask = response_mask(resp, eos_ids(lm, tokenizer), tokenizer.pad_token_id)
+    return ids, pmask, resp, mask, decode_responses(tokenizer, resp, mask)
+
+
+def score_responses(
+    reward_fn: RewardFn,
+    prompts: list[str],
+    texts: list[str],
+    resp: torch.Tensor,
+    mask: torch.Tensor,
+    eos: list[int],
+    cfg: PPOConfig,
+) -> torch.Tensor:
+    scores = torch.tensor(reward_fn(prompts, texts), dtype=torch.float32, device=resp.device)
+    if cfg.missing_eos_penalty:
+        ended = (torch.isin(resp, torch.tensor(eos, device=resp.device)) & mask.bool()).any(1)
+        scores = scores - cfg.missing_eos_penalty * (~ended).float()
+    return scores
