@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics: dict = {"source": {"instructions": "released" if instructions_released else "teacher"}}
     metrics["source"]["eval"] = "released" if eval_released else "teacher"
     eval_sets: dict[str, tuple[object, list[dict]]] = {}
+    english_eval: dict[str, list[dict]] = {}
     translated: list[dict] = []
     with contextlib.ExitStack() as stack:
         teacher = None
@@ -49,33 +50,53 @@ def main(argv: list[str] | None = None) -> None:
             teacher = stack.enter_context(open_teacher(tcfg, args.cache))
         if instructions_released:
             translated, splits = read_converted_instructions(args.released)
+            if cfg.back_translation:
+                metrics["back_translation"] = {"skipped": "released rows carry no English source to compare with"}
         else:
             rows = read_rows(args.instructions, INSTRUCTIONS)
             translated, instr_metrics = translate_instructions(teacher, rows, args.lang, cfg)
             metrics.update(instr_metrics)
+            if cfg.back_translation:
+                from okapi.backtranslate import back_translate
+
+                metrics["back_translation"] = back_translate(teacher, translated, args.lang, cfg)
+        from okapi.eval_sources import load_sources
+
         if eval_released:
             eval_sets = read_converted_eval(args.released, args.lang)
             metrics["eval"] = {name: {"records": len(records)} for name, (_, records) in eval_sets.items()}
+            if not cfg.eval_sources:  # the local English sources, for decontamination (no hub access for it)
+                english_eval = load_sources(args.eval_sources, {}, cfg.eval_limit)
         else:
-            from okapi.eval_sources import load_sources
-
             metrics["eval"] = {}
-            for bench, records in load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit).items():
+            english_eval = load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit)
+            for bench, records in english_eval.items():
                 done, metrics["eval"][bench] = translate_eval(teacher, bench, records, args.lang, cfg)
                 eval_sets[bench] = (BENCHMARKS[bench], done)
         metrics["teacher"] = teacher.account() if teacher is not None else {"requests_sent": 0}
     if teacher is None:
         ensure_file(args.cache)  # a DVC output even when no request is made
 
-    if not instructions_released:
+    if not instructions_released and translated:
+        # The teacher's failure rate counts translation rejections only, not the quality filters below.
+        rate = metrics["rejected"] / metrics["rows"]
+        if rate > tcfg.max_failure_rate:
+            raise TeacherFatalError(
+                f"translate@{args.lang}: {rate:.0%} of {len(translated)} examples were rejected, above "
+                f"teacher.max_failure_rate = {tcfg.max_failure_rate}; reasons: {metrics['rejected_by_reason']}"
+            )
+
+    # Decontamination: every training row (translation and English source) against every evaluation set used.
+    from okapi.decontaminate import decontaminate
+
+    eval_for_check = [*english_eval.items(), *((name, records) for name, (_, records) in eval_sets.items())]
+    dropped, metrics["decontamination"] = decontaminate(
+        translated, eval_for_check, cfg.decontaminate, cfg.decontaminate_ngram
+    )
+    if instructions_released:
+        splits = {name: [r for r in part if r["id"] not in dropped] for name, part in splits.items()}
+    else:
         accepted = [r for r in translated if r["status"] == "ok"]
-        if translated:
-            rate = 1 - len(accepted) / len(translated)
-            if rate > tcfg.max_failure_rate:
-                raise TeacherFatalError(
-                    f"translate@{args.lang}: {rate:.0%} of {len(translated)} examples were rejected, above "
-                    f"teacher.max_failure_rate = {tcfg.max_failure_rate}; reasons: {metrics['rejected_by_reason']}"
-                )
         from transformers import AutoTokenizer
 
         metrics["table2"] = table2_lengths(accepted, AutoTokenizer.from_pretrained(args.tokenizer))
@@ -102,6 +123,18 @@ def main(argv: list[str] | None = None) -> None:
     for name, (schema, records) in eval_sets.items():
         write_parquet(records, args.eval_out / f"{name}.parquet", schema)
     metrics["splits"] = {name: len(r) for name, r in splits.items()}
+    from okapi.cards import section_params, translation_card
+
+    card = translation_card(
+        args.lang,
+        get_language(args.lang).name,
+        metrics["splits"],
+        len(translated),
+        metrics,
+        section_params(teacher=tcfg, translate=cfg, released=rel),
+        instructions_released,
+    )
+    card.write(args.out / "README.md")
     write_json(metrics, args.metrics)
 
 
