@@ -508,6 +508,7 @@ def translate_instructions(
                 else (f"language_check_reported: {res.warning}" if res.warning else None),
                 "raw": res.raw,
                 "attempts": res.attempts,
+                "back_score": None,  # filled by okapi.backtranslate when translate.back_translation is on
             }
         )
     metrics = _metrics(out, results)
