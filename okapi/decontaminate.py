@@ -32,6 +32,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODES = ("drop", "report", "off")
+SPLITS = ("sft", "rank", "ppo")  # the translate splits (schemas.TRANSLATIONS "split")
 # The text fields of a training row that are checked; TRANSLATIONS rows also carry their English source.
 ROW_FIELDS = ("instruction", "input", "output")
 EN_ROW_FIELDS = ("en_instruction", "en_input", "en_output")
@@ -225,7 +226,10 @@ def contamination_metrics(
         "by_benchmark": {b: by_bench.get(b, 0) for b in sorted(index.benchmarks)},
     }
     for field in group_by:
-        groups: dict[str, Counter[str]] = {}
+        # Every split reports a count, zero or not, even one with no accepted row.
+        groups: dict[str, Counter[str]] = {
+            k: Counter(checked=0, contaminated=0) for k in (SPLITS if field == "split" else ())
+        }
         for row in rows:
             g = groups.setdefault(str(row.get(field)), Counter(checked=0, contaminated=0))
             g["checked"] += 1

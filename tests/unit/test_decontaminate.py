@@ -77,6 +77,11 @@ def test_planted_benchmark_question_is_dropped_and_counted():
     assert metrics["by_benchmark"] == {"arc": 1, "hellaswag": 0}
     assert metrics["by_split"]["rank"] == {"checked": 1, "contaminated": 1}
     assert metrics["by_split"]["sft"] == {"checked": 3, "contaminated": 0}
+    # a split without rows still reports its (zero) count
+    assert dc.decontaminate(_clean_rows()[:1], [("arc", ARC)], "report", 13)[1]["by_split"]["rank"] == {
+        "checked": 0,
+        "contaminated": 0,
+    }
     assert metrics["by_source"]["generated"] == {"checked": 7, "contaminated": 1}
     assert metrics["eval_items"] == {"arc": 1, "hellaswag": 1}
 
