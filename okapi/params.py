@@ -193,6 +193,7 @@ class Params:
                     + ", ".join(self.languages)
                     + ")"
                 )
+
     @property
     def base(self) -> Any:
         """The ``base`` section (validated on first use: the class lives with the model code)."""

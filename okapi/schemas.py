@@ -44,6 +44,7 @@ TRANSLATIONS = pa.schema(
         ("reason", _str),
         ("raw", _str),
         ("attempts", pa.int32()),
+        ("back_score", pa.float64()),  # chrF of the back-translation vs. the English source (null: not scored)
     ]
 )
 

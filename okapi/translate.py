@@ -72,9 +72,33 @@ class TranslateConfig:
     paper-scale profile enforces."""
     max_tokens: int | None = 512
     """Longest answer in tokens (null: the teacher's default)."""
+    decontaminate: Literal["drop", "report", "off"] = "drop"
+    """Training rows (both their translation and their English source) sharing a word n-gram with an evaluation
+    item this language uses (the English sources and their translations): drop (status rejected, reason
+    "contaminated", left out of every split), report (counted in metrics only) or off. Counts per benchmark, split
+    and source go to metrics (decontamination)."""
+    decontaminate_ngram: int = 13
+    """n of the n-gram overlap, in normalised words (13: GPT-3's and lm-eval's decontamination)."""
+    back_translation: bool = False
+    """Opt-in: the teacher translates each accepted row back to English and the row is scored by chrF (0-100)
+    against its English source; rows below min_back_score are rejected (reason "back_translation")."""
+    min_back_score: float = 40.0
+    """chrF (0-100) a back-translated row must reach to be kept (only with back_translation: true)."""
 
     def __post_init__(self) -> None:
         check_choices(self, "translate")
+        check(
+            2 <= self.decontaminate_ngram <= 64,
+            "translate.decontaminate_ngram",
+            self.decontaminate_ngram,
+            "an integer from 2 to 64",
+        )
+        check(
+            0.0 <= self.min_back_score <= 100.0,
+            "translate.min_back_score",
+            self.min_back_score,
+            "a number from 0 to 100 (chrF)",
+        )
         from okapi.eval_sources import SOURCE_KEYS, parse_hub_spec
 
         for bench, spec in self.eval_sources.items():
@@ -496,6 +520,7 @@ def translate_instructions(
                 else (f"language_check_reported: {res.warning}" if res.warning else None),
                 "raw": res.raw,
                 "attempts": res.attempts,
+                "back_score": None,  # filled by okapi.backtranslate when translate.back_translation is on
             }
         )
     metrics = _metrics(out, results)

@@ -20,18 +20,23 @@ def main(argv: list[str] | None = None) -> None:
         help="folder of Alpaca's seed_tasks.jsonl (python -m okapi.seeds fetch); needed with generate.seed_tasks: alpaca",
     )
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--card", type=Path, help="the dataset card to write (default: README.md beside --out)")
     p.add_argument("--cache", required=True, type=Path, help="teacher response cache (JSON Lines)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
+    args.card = args.card or args.out.parent / "README.md"
     params = load_params(args.params, sections=("teacher", "generate", "released"))
     tcfg, gcfg = params.section("teacher"), params.section("generate")
+    from okapi.cards import generated_card, section_params
+
+    card_params = section_params(teacher=tcfg, generate=gcfg, seed=params.seed)
     if params.section("released").provides("instructions"):
         # Every language starts from Okapi's released translations: no English instructions to generate.
+        metrics = {"skipped": "released.use with the instructions part", "kept": 0, "teacher": {"requests": 0}}
         write_parquet([], args.out, INSTRUCTIONS)
+        generated_card([], metrics, card_params).write(args.card)
         ensure_file(args.cache)
-        write_json(
-            {"skipped": "released.use with the instructions part", "kept": 0, "teacher": {"requests": 0}}, args.metrics
-        )
+        write_json(metrics, args.metrics)
         return
 
     from okapi.seeds import load_seed_set
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     shortfall = max(metrics["target"] - metrics["kept"], 0)
     enforce_failure_rate("generate: requested instructions not kept", shortfall, metrics["target"], tcfg, reasons)
     write_parquet(rows, args.out, INSTRUCTIONS)
+    generated_card(rows, metrics, card_params).write(args.card)
     write_json(metrics, args.metrics)
 
 

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("teacher", "rank", "released"))
     tcfg, cfg = params.section("teacher"), params.section("rank")
+    from okapi.cards import pairs_card, section_params
+
+    card_params = section_params(teacher=tcfg, rank=cfg, released=params.section("released"))
+    name = get_language(args.lang).name
     if params.section("released").provides("ranking"):
         if args.released is None:
             raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
@@ -33,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         ensure_file(args.cache)
         write_parquet([], args.out / "rankings.parquet", RANKINGS)
         write_parquet(pairs, args.out / "pairs.parquet", PAIRS)
-        write_json({"source": "released", "pairs": len(pairs), "teacher": {"requests": 0}}, args.metrics)
+        metrics = {"source": "released", "pairs": len(pairs), "teacher": {"requests": 0}}
+        pairs_card(args.lang, name, len(pairs), 0, metrics, card_params).write(args.out / "README.md")
+        write_json(metrics, args.metrics)
         return
     samples = read_rows(args.samples, SAMPLES)
 
@@ -49,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     write_parquet(rankings, args.out / "rankings.parquet", RANKINGS)
     write_parquet(pairs, args.out / "pairs.parquet", PAIRS)
     metrics["pairs"] = len(pairs)
+    pairs_card(args.lang, name, len(pairs), len(rankings), metrics, card_params).write(args.out / "README.md")
     write_json(metrics, args.metrics)
 
 

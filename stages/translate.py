@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics: dict = {"source": {"instructions": "released" if instructions_released else "teacher"}}
     metrics["source"]["eval"] = "released" if eval_released else "teacher"
     eval_sets: dict[str, tuple[object, list[dict]]] = {}
+    english_eval: dict[str, list[dict]] = {}
     translated: list[dict] = []
     with contextlib.ExitStack() as stack:
         teacher = None
@@ -55,19 +56,27 @@ def main(argv: list[str] | None = None) -> None:
             teacher = stack.enter_context(open_teacher(tcfg, args.cache))
         if instructions_released:
             translated, splits = read_converted_instructions(args.released)
+            if cfg.back_translation:
+                metrics["back_translation"] = {"skipped": "released rows carry no English source to compare with"}
         else:
             rows = read_rows(args.instructions, INSTRUCTIONS)
             translated, instr_metrics = translate_instructions(teacher, rows, args.lang, cfg)
             metrics.update(instr_metrics)
+            if cfg.back_translation:
+                from okapi.backtranslate import back_translate
+
+                metrics["back_translation"] = back_translate(teacher, translated, args.lang, cfg)
+        from okapi.eval_sources import benchmark_of, load_sources
+
         if eval_released:
             eval_sets = read_converted_eval(args.released, args.lang)
             metrics["eval"] = {name: {"records": len(records)} for name, (_, records) in eval_sets.items()}
+            if not cfg.eval_sources:  # the local English sources, for decontamination (no hub access for it)
+                english_eval = load_sources(args.eval_sources, {}, cfg.eval_limit)
         else:
-            from okapi.eval_sources import benchmark_of, load_sources
-
             metrics["eval"] = {}
-            sources = load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit, shot_keys)
-            for key, records in sources.items():
+            english_eval = load_sources(args.eval_sources, cfg.eval_sources, cfg.eval_limit, shot_keys)
+            for key, records in english_eval.items():
                 bench = benchmark_of(key)
                 done, metrics["eval"][key] = translate_eval(teacher, bench, records, args.lang, cfg)
                 eval_sets[key] = (BENCHMARK_SCHEMA[bench], done)
@@ -75,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     if teacher is None:
         ensure_file(args.cache)  # a DVC output even when no request is made
 
-    # One rule for every teacher stage: too many unusable answers stop here, before anything is written.
+    # One rule for every teacher stage: too many unusable answers stop here, before anything is written. It counts
+    # translation rejections only, not the quality filters below (decontamination, back-translation).
     if not instructions_released:
         enforce_failure_rate(
             f"translate@{args.lang} instructions",
@@ -89,7 +99,16 @@ def main(argv: list[str] | None = None) -> None:
             enforce_failure_rate(
                 f"translate@{args.lang} {bench} records", m["dropped"], m["records"], tcfg, m["dropped_by_reason"]
             )
-    if not instructions_released:
+    # Decontamination: every training row (translation and English source) against every evaluation set used.
+    from okapi.decontaminate import decontaminate
+
+    eval_for_check = [*english_eval.items(), *((name, records) for name, (_, records) in eval_sets.items())]
+    dropped, metrics["decontamination"] = decontaminate(
+        translated, eval_for_check, cfg.decontaminate, cfg.decontaminate_ngram
+    )
+    if instructions_released:
+        splits = {name: [r for r in part if r["id"] not in dropped] for name, part in splits.items()}
+    else:
         from transformers import AutoTokenizer
 
         accepted = [r for r in translated if r["status"] == "ok"]
@@ -103,6 +122,18 @@ def main(argv: list[str] | None = None) -> None:
     for name, (schema, records) in eval_sets.items():
         write_parquet(records, args.eval_out / f"{name}.parquet", schema)
     metrics["splits"] = {name: len(r) for name, r in splits.items()}
+    from okapi.cards import section_params, translation_card
+
+    card = translation_card(
+        args.lang,
+        get_language(args.lang).name,
+        metrics["splits"],
+        len(translated),
+        metrics,
+        section_params(teacher=tcfg, translate=cfg, released=rel),
+        instructions_released,
+    )
+    card.write(args.out / "README.md")
     write_json(metrics, args.metrics)
 
 
