@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     tcfg, gcfg = params.section("teacher"), params.section("generate")
     from okapi.cards import generated_card, section_params
 
-    card_params = section_params(teacher=tcfg, generate=gcfg, seed=params.seed)
+    card_params = section_params(teacher=tcfg, generate=gcfg)
     if params.section("released").provides("instructions"):
         # Every language starts from Okapi's released translations: no English instructions to generate.
         metrics = {"skipped": "released.use with the instructions part", "kept": 0, "teacher": {"requests": 0}}
