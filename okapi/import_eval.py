@@ -26,7 +26,7 @@ from okapi import schemas
 from okapi.config import ConfigError
 from okapi.evaluate import BENCHMARKS, OPTION_FIELDS, record_name, record_problem
 from okapi.io import DataError, read_jsonl, write_parquet
-from okapi.languages import REGISTRY
+from okapi.languages import get_language
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,7 @@ def import_benchmark(benchmark: str, lang: str, src: Path, out_dir: Path) -> dic
     """Import every split found for (benchmark, lang); returns {split: {read, written, rejected}}."""
     if benchmark not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {benchmark!r}; allowed: {', '.join(BENCHMARKS)}")
-    if lang not in REGISTRY:
-        raise ConfigError(f"unknown language {lang!r}; allowed: {', '.join(REGISTRY)}")
+    get_language(lang)
     sources = find_sources(benchmark, lang, Path(src))
     return {
         split: import_split(benchmark, path, Path(out_dir) / f"{benchmark}_{split}.parquet")

@@ -1,9 +1,11 @@
 """The paper's result tables (Tables 3-8), plots and a metrics summary from the per-language evaluation results.
 
 Layout as in the paper: one table per benchmark, rows are languages grouped into high / medium / low resource
-(okapi.languages, paper Table 1) with an "Ave Group" row closing each group present and an overall "Average" row
-(the mean over all languages, not over groups, which is how the paper's Average rows come out), columns are the
-models in the configured order, cells are a metric in percent with one decimal.
+(okapi.languages, paper Table 1), then the languages outside Table 1 (group X, or the group params.yaml names),
+with an "Ave Group" row closing each group present and an overall "Average" row (the mean over all target
+languages, not over groups, which is how the paper's Average rows come out); English, the source language, comes
+after the Average, apart from it. Columns are the models in the configured order, cells are a metric in percent
+with one decimal.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from okapi.io import DataError, atomic_path, write_json, write_text
-from okapi.languages import CATEGORY_NAMES, REGISTRY, TARGET_LANGUAGES, UnknownLanguageError, get_language
+from okapi.languages import GROUP_NAMES, UnknownLanguageError, get_language, report_groups
 
 log = logging.getLogger(__name__)
 
 BENCHMARK_NAMES = {"arc": "ARC", "hellaswag": "HellaSwag", "mmlu": "MMLU"}  # paper order: Tables 3, 4, 5
 METRICS = ("acc", "acc_norm")
-GROUP_KEYS = {"H": "ave_high", "M": "ave_medium", "L": "ave_low"}
+GROUP_KEYS = {"H": "ave_high", "M": "ave_medium", "L": "ave_low", "X": "ave_other"}
+SOURCE_GROUP = "EN"  # English: reported apart, not in the Average
 
 
 @dataclass
@@ -69,25 +72,29 @@ def benchmarks_in(results: dict) -> list[str]:
 
 
 def build_table(results: dict, benchmark: str, model_order: list[str], metric: str = "acc_norm") -> list[Row]:
-    """Rows of one benchmark's table: languages by group in Table 1 order, Ave Group rows, then Average."""
-    langs = [code for code in TARGET_LANGUAGES if code in results]
+    """Rows of one benchmark's table: languages by group (okapi.languages.report_groups), Ave Group rows, Average,
+    then English (the source language) apart."""
     rows: list[Row] = []
+    source_rows: list[Row] = []
     per_model_all: list[list[float]] = [[] for _ in model_order]
-    for group in CATEGORY_NAMES:
-        members = [code for code in langs if REGISTRY[code].category == group]
-        if not members:
-            continue
+    for group, members in report_groups(list(results)):
         per_model: list[list[float]] = [[] for _ in model_order]
         for code in members:
             values = [_value(results, code, m, benchmark, metric) for m in model_order]
-            rows.append(Row("language", group, REGISTRY[code].name, code, values))
+            row = Row("language", group, get_language(code).name, code, values)
+            if group == SOURCE_GROUP:
+                source_rows.append(row)
+                continue
+            rows.append(row)
             for i, v in enumerate(values):
                 if v is not None:
                     per_model[i].append(v)
                     per_model_all[i].append(v)
-        rows.append(Row("group", group, "Ave Group", "", [_mean(v) for v in per_model]))
-    rows.append(Row("average", "", "Average", "", [_mean(v) for v in per_model_all]))
-    return rows
+        if group != SOURCE_GROUP:
+            rows.append(Row("group", group, "Ave Group", "", [_mean(v) for v in per_model]))
+    if rows:
+        rows.append(Row("average", "", "Average", "", [_mean(v) for v in per_model_all]))
+    return rows + source_rows
 
 
 def _cell(value: float | None) -> str:
@@ -100,14 +107,15 @@ def to_markdown(rows: list[Row], benchmark: str, model_order: list[str], metric:
         f"### {name} ({metric}, %)",
         "",
         f"Performance of the models on the translated {name} dataset; metric: {metric} in percent. "
-        "Ave Group: mean over the group's languages; Average: mean over all languages.",
+        "Ave Group: mean over the group's languages; Average: mean over all target languages (English, the source "
+        "language, is listed apart).",
         "",
         "| Group | Language | " + " | ".join(model_order) + " |",
         "|---|---|" + "---:|" * len(model_order),
     ]
     previous = None
     for row in rows:
-        group = CATEGORY_NAMES.get(row.group, "") if row.group != previous else ""
+        group = GROUP_NAMES.get(row.group, "") if row.group != previous else ""
         previous = row.group
         if row.kind == "language":
             label = f"{row.label} ({row.code})"
@@ -168,7 +176,7 @@ def plot_png(rows: list[Row], benchmark: str, model_order: list[str], metric: st
         ax.bar(xs, ys, width=width, label=model)
     for group, start in starts:
         ax.axvline(start - 0.8, color="grey", linewidth=0.5)
-        ax.text(start - 0.5, 1.0, CATEGORY_NAMES[group], transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
+        ax.text(start - 0.5, 1.0, GROUP_NAMES[group], transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
     ax.set_xticks(positions)
     ax.set_xticklabels(labels, rotation=60, fontsize=8)
     ax.set_ylabel(f"{metric} (%)")
@@ -191,7 +199,11 @@ def summarize(tables: dict[str, list[Row]], model_order: list[str], metric: str)
                     entry[GROUP_KEYS[row.group]] = round(row.values[i], 4)
                 if row.kind == "average" and row.values[i] is not None:
                     entry["average"] = round(row.values[i], 4)
-            entry["languages"] = sum(1 for r in rows if r.kind == "language" and r.values[i] is not None)
+                if row.kind == "language" and row.group == SOURCE_GROUP and row.values[i] is not None:
+                    entry["english"] = round(row.values[i], 4)
+            entry["languages"] = sum(
+                1 for r in rows if r.kind == "language" and r.group != SOURCE_GROUP and r.values[i] is not None
+            )
             per_model[model] = entry
         summary[benchmark] = per_model
     return summary

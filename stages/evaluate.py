@@ -8,7 +8,6 @@ from pathlib import Path
 from okapi import cli
 from okapi.config import ConfigError
 from okapi.io import write_json
-from okapi.languages import get_language
 from okapi.params import load_params
 
 
@@ -26,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder with <benchmark>.parquet")
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
-    get_language(args.lang)
     cfg = load_params(args.params, lang=args.lang, sections=("evaluate",)).section("evaluate")
     models = dict(_model_arg(m) for m in args.model)
     for name, spec in cfg.reference_models.items():

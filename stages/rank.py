@@ -8,7 +8,6 @@ from pathlib import Path
 from okapi import cli
 from okapi.config import ConfigError
 from okapi.io import ensure_file, read_rows, write_json, write_parquet
-from okapi.languages import get_language
 from okapi.params import load_params
 from okapi.schemas import PAIRS, RANKINGS, SAMPLES
 
@@ -22,7 +21,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--released", type=Path, help="released@<lang>'s folder (needed with released.use: true)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
-    get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("teacher", "rank", "released"))
     tcfg, cfg = params.section("teacher"), params.section("rank")
     if params.section("released").provides("ranking"):

@@ -92,7 +92,7 @@ def test_acc_metric_and_missing_cells(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [
-        (lambda r: r.update(en=r["vi"]), ["results['en']", "unknown language code 'en'"]),
+        (lambda r: r.update(zz=r["vi"]), ["results['zz']", "unknown language code 'zz'", "languages.zz.name"]),
         (lambda r: r["vi"]["sft"]["arc"].update(acc_norm=37.2), ["results['vi']['sft']['arc']", "37.2", "0 and 1"]),
         (lambda r: r["vi"]["sft"]["arc"].pop("acc_norm"), ["'acc_norm' = None"]),
         (lambda r: r["vi"]["sft"].update(gsm8k={"acc_norm": 0.1}), ["unknown benchmark 'gsm8k'"]),
