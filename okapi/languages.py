@@ -291,3 +291,44 @@ def report_groups(codes: list[str]) -> list[tuple[str, list[str]]]:
         if members:
             out.append((group, members))
     return out
+
+
+# -- command line -----------------------------------------------------------------------------------------------------
+def describe(lang: Language) -> str:
+    """One line: what the pipeline will use for a language."""
+    if lang.is_source:
+        checks = "none (English passes through untranslated)"
+    else:
+        langid = f"py3langid {lang.langid}" if lang.langid else "no py3langid check (counted as langid_unavailable)"
+        checks = f"scripts {' + '.join(lang.scripts)}; {langid}"
+    table = f"Table 1: CC {lang.table1.cc_share}%" if lang.table1 else "not in Table 1"
+    return f"{lang.code}\t{lang.name}\tgroup {lang.group} ({GROUP_NAMES[lang.group]})\t{checks}\t{table}\t{lang.origin}"
+
+
+def _main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description="Show how the pipeline sees languages (name, scripts, group, checks).")
+    p.add_argument("codes", nargs="*", help="language codes (default: the languages of --params)")
+    p.add_argument("--params", default="params.yaml", help="params file whose languages.<code> describe them")
+    args = p.parse_args(argv)
+    codes = list(args.codes)
+    if Path(args.params).is_file():
+        from okapi.params import load_params
+
+        codes = codes or load_params(args.params).languages
+    elif not codes:
+        raise ConfigError(f"{args.params}: params file not found; pass language codes or --params")
+    sys.stdout.write("".join(describe(get_language(code)) + "\n" for code in codes))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from okapi.cli import run
+
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -124,3 +124,20 @@ def test_report_groups_order_and_english_apart():
         ("X", ["ja", "tl"]),
         ("EN", ["en"]),
     ]
+
+
+def test_command_line_shows_what_the_pipeline_uses(tmp_path, capsys):
+    from okapi.languages import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text("languages: {ja: {}, xx: {name: Klingon, script: Latn, group: L, langid: null}, en: {}}\n")
+    assert main(["--params", str(params)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("\t")[:3] for ln in lines] == [
+        ["ja", "Japanese", "group X (Outside Table 1)"],
+        ["xx", "Klingon", "group L (Low-Resource)"],
+        ["en", "English", "group EN (Source language)"],
+    ]
+    assert "scripts Hani + Hira + Kana; py3langid ja" in lines[0] and "langid_unavailable" in lines[1]
+    assert main(["zz", "--params", str(tmp_path / "none.yaml")]) == 2
+    assert "add languages.zz.name" in capsys.readouterr().err
