@@ -245,7 +245,8 @@ def resolve(code: str, spec: Mapping[str, Any] | None = None) -> Language:
         group = meta.group or (row.category if row is not None else "X")
 
     if meta.langid == "auto":
-        langid = code if code in langid_codes() else None
+        base = code.split("-")[0].lower()  # pt-BR, zh-Hant: py3langid knows the language, not the variant
+        langid = next((c for c in (code, base) if c in langid_codes()), None)
     elif meta.langid is not None and meta.langid not in langid_codes():
         raise ConfigError(
             f"parameter languages.{code}.langid = {meta.langid!r} is invalid; allowed: auto, null (no language-ID "

@@ -64,6 +64,8 @@ def test_languages_outside_table_1_come_from_the_library():
     assert (tl.name, tl.scripts, tl.group, tl.langid) == ("Tagalog", ("Latn",), "X", "tl")
     assert resolve("ko").scripts == ("Hang", "Hani")
     # Hawaiian: known to CLDR, not to py3langid -> no language-ID code (translate counts the check as not run).
+    pt_br = resolve("pt-BR")  # a regional variant: the language's py3langid code
+    assert (pt_br.name, pt_br.scripts, pt_br.langid) == ("Portuguese (Brazil)", ("Latn",), "pt")
     haw = resolve("haw")
     assert haw.name == "Hawaiian" and haw.scripts == ("Latn",) and haw.langid is None
 
