@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 _counter = itertools.count()
 _CODE_RE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
-# Written for this test ("This is the Japanese translation of the text. The text was translated carefully. The
-# content is all the same, with no explanation added."): Han, Hiragana and Katakana, long enough for py3langid.
-_JA = "これは文章の日本語訳です。テキストをていねいに翻訳しました。内容はすべて同じで、説明は加えていません。"
+# Written for this test ("This is a Japanese translation. The text was translated."): Han, Hiragana and Katakana;
+# two fields of it are long enough for py3langid.
+_JA = "これは日本語の翻訳です。テキストを訳しました。"
 
 
 def _japanese(value: str) -> str:
@@ -94,10 +94,11 @@ def _params(teacher_url: str) -> dict:
     # The checks enforced, as for a real teacher: a Japanese answer must pass the script and py3langid checks.
     params["translate"].update(limit=10, eval_limit=2, language_checks="enforce", langid=True)
     params["sample"].update(max_new_tokens=8)
-    tiny_sft = {"num_train_epochs": 1.0, "batch_size": 2, "per_device_train_batch_size": 2, "max_seq_length": 256}
+    # The tiny tokenizer spells Japanese byte by byte (~3 tokens a character): room for a prompt and its response.
+    tiny_sft = {"num_train_epochs": 1.0, "batch_size": 2, "per_device_train_batch_size": 2, "max_seq_length": 512}
     params["sft"].update(tiny_sft)
     params["sft_full"].update(tiny_sft, max_steps=1)
-    params["rm"].update(batch_size=2, per_device_train_batch_size=2, max_length=256, eval_fraction=0.25)
+    params["rm"].update(batch_size=2, per_device_train_batch_size=2, max_length=512, eval_fraction=0.25)
     params["ppo"].update(
         top_layers=2, batch_size=2, mini_batch_size=2, max_new_tokens=4, max_steps=1, heldout_samples=1
     )
@@ -175,7 +176,7 @@ def test_report_places_japanese_in_its_group_and_english_apart(project):
     repo = project["repo"]
     md = (repo / "reports/arc.md").read_text()
     lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
-    labels = [ln.split("|")[2].strip() for ln in lines[2:]]
+    labels = [ln.split("|")[2].strip() for ln in lines[1:]]  # after the header row
     assert labels == ["Japanese (ja)", "**Ave Group**", "**Average**", "English (en)"]
     assert "| Outside Table 1 |" in md and "| Source language |" in md
     summary = _metrics(repo, "summary.json")
