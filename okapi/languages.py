@@ -57,13 +57,23 @@ class Language:
     name: str  # English name, used in the teacher's prompts
     scripts: tuple[str, ...]  # Unicode scripts (ISO 15924 aliases, e.g. Latn, Hani, Hira) a translation may use
     group: str  # report group: H / M / L / X (outside Table 1) / EN (the source language)
-    langid: str | None  # py3langid's code for the language, None when py3langid does not know it
+    langid_setting: str | None  # languages.<code>.langid: "auto", a py3langid code, or None (no check)
     table1: Table1Row | None  # the paper's figures, for its 26 languages and English only
     origin: str  # where name and scripts came from: "library" or "params"
 
     @property
     def is_source(self) -> bool:
         return self.code == SOURCE_LANGUAGE
+
+    @property
+    def langid(self) -> str | None:
+        """py3langid's code for the language, None when py3langid does not know it (or the params say null).
+
+        Looked up on use: loading py3langid's model to read its list takes seconds, and only translate needs it."""
+        if self.langid_setting != "auto":
+            return self.langid_setting
+        base = self.code.split("-")[0].lower()  # pt-BR, zh-Hant: py3langid knows the language, not the variant
+        return next((c for c in (self.code, base) if c in langid_codes()), None)
 
 
 # Table 1 of the paper, in its order: code, name, CC share, category, BLOOM, LLaMA.
@@ -244,17 +254,12 @@ def resolve(code: str, spec: Mapping[str, Any] | None = None) -> Language:
     else:
         group = meta.group or (row.category if row is not None else "X")
 
-    if meta.langid == "auto":
-        base = code.split("-")[0].lower()  # pt-BR, zh-Hant: py3langid knows the language, not the variant
-        langid = next((c for c in (code, base) if c in langid_codes()), None)
-    elif meta.langid is not None and meta.langid not in langid_codes():
+    if meta.langid not in ("auto", None) and meta.langid not in langid_codes():
         raise ConfigError(
             f"parameter languages.{code}.langid = {meta.langid!r} is invalid; allowed: auto, null (no language-ID "
             "check) or one of py3langid's codes: " + ", ".join(sorted(langid_codes()))
         )
-    else:
-        langid = meta.langid
-    return Language(code, name.strip(), scripts, group, langid, row, origin)
+    return Language(code, name.strip(), scripts, group, meta.langid, row, origin)
 
 
 # The languages of the loaded params.yaml (okapi.params.Params calls configure); get_language looks here first so
