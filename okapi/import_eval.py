@@ -24,7 +24,7 @@ from typing import Any
 
 from okapi.config import ConfigError
 from okapi.io import DataError, read_jsonl, write_parquet
-from okapi.languages import REGISTRY
+from okapi.languages import get_language
 from okapi.schemas import BENCHMARK_SCHEMA, BENCHMARKS, OPTION_FIELDS, record_name, record_problem
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,7 @@ def import_benchmark(benchmark: str, lang: str, src: Path, out_dir: Path) -> dic
     """Import every split found for (benchmark, lang); returns {split: {read, written, rejected}}."""
     if benchmark not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {benchmark!r}; allowed: {', '.join(BENCHMARKS)}")
-    if lang not in REGISTRY:
-        raise ConfigError(f"unknown language {lang!r}; allowed: {', '.join(REGISTRY)}")
+    get_language(lang)
     sources = find_sources(benchmark, lang, Path(src))
     return {
         split: import_split(benchmark, path, Path(out_dir) / f"{benchmark}_{split}.parquet")

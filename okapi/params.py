@@ -1,12 +1,15 @@
 """params.yaml -> validated config objects, with per-language overrides.
 
 Layout of params.yaml: one section per stage (``teacher``, ``generate``, ``translate``, ``sft``, ``sft_full``,
-``sample``, ``rank``, ``rm``, ``ppo``, ``evaluate``, ``report``, ``released``), ``base``, the launchers, and ``languages``: a mapping
-from a Table 1 language code to that language's overrides of any stage section, e.g.::
+``sample``, ``rank``, ``rm``, ``ppo``, ``evaluate``, ``report``, ``released``), ``base``, the launchers, and
+``languages``: a mapping from a language code (Table 1's, any code langcodes knows, or a made-up one that the params
+describe) to that language's metadata keys (okapi.languages.LanguageSpec: name, script, group, langid) and overrides
+of any stage section, side by side, e.g.::
 
     languages:
       vi: {translate: {limit: 40}}
-      es: {}
+      ja: {}
+      xx: {name: Klingon, script: Latn, group: L, translate: {limit: 10}}
 
 DVC tracks ``languages.<code>`` as a param of that language's stages only, so changing one language's override
 reruns only that language's column of stages.
@@ -22,7 +25,7 @@ from typing import Any
 import yaml
 
 from okapi.config import ConfigError, from_dict
-from okapi.languages import get_language
+from okapi.languages import METADATA_KEYS, configure
 
 # Each section's config class, imported only when that section is read: a stage that validates the teacher section
 # does not pay for torch because the sft section's class lives beside the training code. One explicit import per
@@ -175,18 +178,20 @@ class Params:
         if not isinstance(langs, dict) or not langs:
             raise ConfigError("parameter languages must map at least one language code to its overrides")
         for code, override in langs.items():
-            get_language(str(code))
             if override is not None and not isinstance(override, dict):
-                raise ConfigError(f"parameter languages.{code} must be a mapping of section overrides")
-            for section in override or {}:
-                if section not in SECTIONS:
+                raise ConfigError(
+                    f"parameter languages.{code} must be a mapping of language keys and section overrides"
+                )
+            for key in override or {}:
+                if key not in SECTIONS and key not in METADATA_KEYS:
                     raise ConfigError(
-                        f"unknown section languages.{code}.{section}; per-language overrides may set: "
-                        + ", ".join(SECTIONS)
+                        f"unknown key languages.{code}.{key}; a language may set {', '.join(METADATA_KEYS)} "
+                        "(what the language is) and override the sections " + ", ".join(SECTIONS)
                     )
+        # Resolve every listed language now, so a code nobody describes stops every stage before any work.
+        self.language_info = configure({str(c): o for c, o in langs.items()})
         self.languages: list[str] = [str(c) for c in langs]
         if lang is not None:
-            get_language(lang)
             if lang not in langs:
                 raise ConfigError(
                     f"language {lang!r} is not listed under languages in params.yaml (listed: "

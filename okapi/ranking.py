@@ -4,7 +4,8 @@ Turn 1 asks the teacher to translate the target-language instruction, input and 
 English (Fig. 3); turn 2 continues the same conversation, with the turn-1 answer as the assistant message, and asks
 for an overall rank of each response by correctness, coherence and naturalness, 1 = best, no ties, one line per
 response in the original order, no explanation (Fig. 4). Ranking in English plays to the teacher's strength and
-leaves the multilingual difficulty to the translation turn.
+leaves the multilingual difficulty to the translation turn. English samples (the source language) skip turn 1:
+one request holds the listing and the ranking request.
 
 Answer format. The prompt asks for "Response r: overall rank: k" lines. The paper's own example of ChatGPT's output
 is the compact "Response 1: 3 Response 2: 1 ...", so that form is accepted too: it is unambiguous, and rejecting it
@@ -26,7 +27,7 @@ from typing import Any, Literal
 from okapi.config import check, check_choices
 from okapi.io import DataError
 from okapi.languages import get_language
-from okapi.teacher import ChatRequest, ParseError
+from okapi.teacher import ChatRequest, Outcome, ParseError
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,11 @@ class RankConfig:
 
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 
-_TURN1 = (
+_LISTING = (
     "You will be given an instruction, an input for the instruction, and {count} possible responses to the "
-    "instruction. The input may be empty, in which case it is shown as {empty}. Translate the instruction, the "
-    "input and the responses into English."
+    "instruction. The input may be empty, in which case it is shown as {empty}."
 )
+_TURN1 = _LISTING + " Translate the instruction, the input and the responses into English."
 _TURN2 = (
     "Using the translated instruction, input and responses, rank the responses by three criteria: correctness "
     "with respect to the instruction and the input, coherence, and naturalness.\n\n"
@@ -97,13 +98,15 @@ _TURN2_JSON = (
 )
 
 
-def build_turn1(instruction: str, input: str, responses: list[str]) -> list[dict[str, str]]:
-    """Fig. 3: ask for the English translation of the instruction, the input (<empty> when empty) and responses."""
+def build_turn1(instruction: str, input: str, responses: list[str], *, translate: bool = True) -> list[dict[str, str]]:
+    """Fig. 3: ask for the English translation of the instruction, the input (<empty> when empty) and responses.
+
+    ``translate=False`` (English samples): the same listing without the translation request."""
     if len(responses) < 2:
         raise ValueError(f"ranking needs at least 2 responses, got {len(responses)}")
     count = _NUMBER_WORDS.get(len(responses), str(len(responses)))
     lines = [
-        _TURN1.format(count=count, empty=EMPTY_INPUT),
+        (_TURN1 if translate else _LISTING).format(count=count, empty=EMPTY_INPUT),
         "",
         f"Instruction: {instruction.strip()}",
         f"Input: {input.strip() or EMPTY_INPUT}",
@@ -136,6 +139,17 @@ def build_turn2(
         {"role": "assistant", "content": turn1_answer},
         {"role": "user", "content": prompt},
     ]
+
+
+def build_source_ranking(
+    instruction: str, input: str, responses: list[str], *, structured: bool = False
+) -> list[dict[str, str]]:
+    """English samples (the source language) skip Fig. 3's translation turn: one message with the listing and Fig.
+    4's ranking request."""
+    listing = build_turn1(instruction, input, responses, translate=False)[0]["content"]
+    t = len(responses)
+    prompt = _TURN2.format(t=t) + (_TURN2_JSON if structured else _TURN2_TEXT).format(t=t)
+    return [{"role": "user", "content": listing + "\n\n" + prompt}]
 
 
 _ENTRY_RE = re.compile(
@@ -223,7 +237,7 @@ def rank_samples(
     Output columns: schemas.RANKINGS: id, lang, instruction, input, responses, ranks, english, status, reason, raw,
         attempts.
     """
-    get_language(lang)
+    source = get_language(lang).is_source
     dropped: Counter[str] = Counter({"too_few_responses": 0, "empty_response": 0, "duplicate_id": 0})
     valid: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -243,13 +257,17 @@ def rank_samples(
         log.warning("dropped %d samples before ranking: %s", sum(dropped.values()), dict(dropped))
 
     turn1 = {s["id"]: build_turn1(s["instruction"], s["input"], s["responses"]) for s in valid}
-    out1 = teacher.run(
-        [ChatRequest(key=s["id"], messages=turn1[s["id"]], max_tokens=cfg.max_tokens) for s in valid],
-        _nonempty,
-        desc=f"rank {lang}: translate",
-        max_attempts=cfg.max_attempts,
-    )
-    first = {o.key: o for o in out1}
+    if source:
+        # English samples need no translation into English: turn 1 is skipped (no request, no English column).
+        first = {s["id"]: Outcome(s["id"], None, None, None, 0) for s in valid}
+    else:
+        out1 = teacher.run(
+            [ChatRequest(key=s["id"], messages=turn1[s["id"]], max_tokens=cfg.max_tokens) for s in valid],
+            _nonempty,
+            desc=f"rank {lang}: translate",
+            max_attempts=cfg.max_attempts,
+        )
+        first = {o.key: o for o in out1}
 
     second: dict[str, Any] = {}
     by_t: dict[int, list[dict[str, Any]]] = {}
@@ -261,7 +279,9 @@ def rank_samples(
         requests = [
             ChatRequest(
                 key=s["id"],
-                messages=build_turn2(turn1[s["id"]], first[s["id"]].value, num_responses=t, structured=cfg.structured),
+                messages=build_source_ranking(s["instruction"], s["input"], s["responses"], structured=cfg.structured)
+                if source
+                else build_turn2(turn1[s["id"]], first[s["id"]].value, num_responses=t, structured=cfg.structured),
                 schema=ranking_schema(t) if cfg.structured else None,
                 max_tokens=cfg.max_tokens,
             )
@@ -310,6 +330,8 @@ def rank_samples(
         "rejected": len(rows) - len(ok_rows),
         "acceptance_rate": round(len(ok_rows) / len(rows), 4) if rows else 0.0,
         "rejected_by_reason": dict(sorted(reasons.items())),
+        # English (the source language) skips turn 1, the translation into English.
+        "translation_turn": "skipped" if source else "sent",
         # A teacher that prefers a position (first, last) rather than content shows up here.
         "mean_rank_by_position": _mean_rank_by_position(ok_rows),
     }

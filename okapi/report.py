@@ -1,9 +1,11 @@
 """The paper's result tables (Tables 3-8), plots and a metrics summary from the per-language evaluation results.
 
 Layout as in the paper: one table per benchmark, rows are languages grouped into high / medium / low resource
-(okapi.languages, paper Table 1) with an "Ave Group" row closing each group present and an overall "Average" row
-(the mean over all languages, not over groups, which is how the paper's Average rows come out), columns are the
-models in the configured order, cells are a metric in percent with one decimal.
+(okapi.languages, paper Table 1), then the languages outside Table 1 (group X, or the group params.yaml names),
+with an "Ave Group" row closing each group present and an overall "Average" row (the mean over all target
+languages, not over groups, which is how the paper's Average rows come out); English, the source language, comes
+after the Average, apart from it. Columns are the models in the configured order, cells are a metric in percent
+with one decimal.
 
 Every cell carries its uncertainty: ``value ± stderr`` (lm-eval's standard error; for the average rows the standard
 error of a mean of independent languages, okapi.stats) and its document count n. Given the evaluate stage's
@@ -27,7 +29,7 @@ from typing import Any, Literal
 
 from okapi.config import check, check_choices
 from okapi.io import DataError, atomic_path, read_jsonl, write_json, write_text
-from okapi.languages import CATEGORY_NAMES, REGISTRY, TARGET_LANGUAGES, UnknownLanguageError, get_language
+from okapi.languages import GROUP_NAMES, UnknownLanguageError, get_language, report_groups
 from okapi.paper_tables import PAPER_MODEL_NAMES, PaperTable
 from okapi.report_cells import DocResults, average_cell, cell_of, discordance, paper_values
 from okapi.stats import Z95, PairedResult, paired_test
@@ -57,7 +59,8 @@ class ReportConfig:
 
 BENCHMARK_NAMES = {"arc": "ARC", "hellaswag": "HellaSwag", "mmlu": "MMLU"}  # paper order: Tables 3, 4, 5
 METRICS = ("acc", "acc_norm")
-GROUP_KEYS = {"H": "ave_high", "M": "ave_medium", "L": "ave_low"}
+GROUP_KEYS = {"H": "ave_high", "M": "ave_medium", "L": "ave_low", "X": "ave_other"}
+SOURCE_GROUP = "EN"  # English: reported apart, not in the Average
 # Paired comparisons the report tests, (A, B) meaning "A vs B"; a pair runs when both models are report columns.
 COMPARISONS: tuple[tuple[str, str], ...] = (("rlhf", "sft"), ("sft", "base"))
 
@@ -73,13 +76,6 @@ class Row:
     ns: list[int | None] = field(default_factory=list)  # documents, one per model (summed over averaged languages)
     tests: dict[tuple[str, str], PairedResult] = field(default_factory=dict)  # paired tests that could run
     paper: list[float | None] = field(default_factory=list)  # the paper's number per model, when compared
-
-
-def language_groups(codes: list[str]) -> list[tuple[str, list[str]]]:
-    """(group key, member codes) in table order: the one place that decides how languages are grouped."""
-    ordered = [code for code in TARGET_LANGUAGES if code in codes]
-    groups = [(group, [c for c in ordered if REGISTRY[c].category == group]) for group in CATEGORY_NAMES]
-    return [(group, members) for group, members in groups if members]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -113,7 +109,8 @@ def build_table(
     docs: DocResults | None = None,
     paper: PaperTable | None = None,
 ) -> list[Row]:
-    """Rows of one benchmark's table: languages by group in Table 1 order, Ave Group rows, then Average.
+    """Rows of one benchmark's table: languages by group (okapi.languages.report_groups), Ave Group rows, the
+    Average over the target languages, then English (the source language) apart.
 
     ``docs`` (per-document outcomes) adds the paired tests of :data:`COMPARISONS`; ``paper`` adds the paper's
     numbers (for average rows, the paper's mean over the same languages).
@@ -145,13 +142,20 @@ def build_table(
             paper_values(paper, members, model_order) if paper is not None else [],
         )
 
-    groups = language_groups(list(results))
     rows: list[Row] = []
-    for group, members in groups:
-        rows.extend(row("language", group, REGISTRY[c].name, c, [c]) for c in members)
+    source_rows: list[Row] = []
+    targets: list[str] = []
+    for group, members in report_groups(list(results)):
+        language_rows = [row("language", group, get_language(c).name, c, [c]) for c in members]
+        if group == SOURCE_GROUP:
+            source_rows.extend(language_rows)
+            continue
+        rows.extend(language_rows)
         rows.append(row("group", group, "Ave Group", "", members))
-    rows.append(row("average", "", "Average", "", [c for _, members in groups for c in members]))
-    return rows
+        targets.extend(members)
+    if targets:
+        rows.append(row("average", "", "Average", "", targets))
+    return rows + source_rows
 
 
 def _cell(value: float | None) -> str:
@@ -259,14 +263,15 @@ def to_markdown(
         f"### {name} ({metric}, %)",
         "",
         f"Performance of the models on the translated {name} dataset; metric: {metric} in percent. "
-        "Ave Group: mean over the group's languages; Average: mean over all languages.",
+        "Ave Group: mean over the group's languages; Average: mean over all target languages (English, the source "
+        "language, is listed apart).",
         "",
         "| " + " | ".join(header) + " |",
         "|---|---|" + "---:|" * (len(header) - 2),
     ]
     previous = None
     for row in rows:
-        group = CATEGORY_NAMES.get(row.group, "") if row.group != previous else ""
+        group = GROUP_NAMES.get(row.group, "") if row.group != previous else ""
         previous = row.group
         cells = [_n_cell(row)]
         for i in range(len(model_order)):
@@ -408,7 +413,7 @@ def plot_png(rows: list[Row], benchmark: str, model_order: list[str], metric: st
                     ax.text(x_, y + e + 0.5, "*", ha="center", va="bottom", fontsize=9)
     for group, start in starts:
         ax.axvline(start - 0.8, color="grey", linewidth=0.5)
-        ax.text(start - 0.5, 1.0, CATEGORY_NAMES[group], transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
+        ax.text(start - 0.5, 1.0, GROUP_NAMES[group], transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
     ax.set_xticks(positions)
     ax.set_xticklabels(labels, rotation=60, fontsize=8)
     ax.set_ylim(0, min(100.0, top * 1.08 + 1))
@@ -438,18 +443,25 @@ def summarize(
         for i, model in enumerate(model_order):
             entry: dict[str, Any] = {}
             for row in rows:
-                if row.kind == "language" or row.values[i] is None:
+                if row.values[i] is None:
                     continue
-                key = GROUP_KEYS[row.group] if row.kind == "group" else "average"
+                if row.kind == "language":
+                    if row.group != SOURCE_GROUP:
+                        continue
+                    key = "english"
+                else:
+                    key = GROUP_KEYS[row.group] if row.kind == "group" else "average"
                 entry[key] = round(row.values[i], 4)
                 if row.stderrs and row.stderrs[i] is not None:
                     entry[f"{key}_stderr"] = round(row.stderrs[i], 4)
                 if row.ns and row.ns[i] is not None:
                     entry[f"{key}_n"] = row.ns[i]
-            entry["languages"] = sum(1 for r in rows if r.kind == "language" and r.values[i] is not None)
+            entry["languages"] = sum(
+                1 for r in rows if r.kind == "language" and r.group != SOURCE_GROUP and r.values[i] is not None
+            )
             per_model[model] = entry
-        average = next(r for r in rows if r.kind == "average")
-        for pair, test in average.tests.items():
+        average = next((r for r in rows if r.kind == "average"), None)
+        for pair, test in (average.tests if average is not None else {}).items():
             languages = [r.tests[pair] for r in rows if r.kind == "language" and pair in r.tests]
             per_model[f"{pair[0]}_vs_{pair[1]}"] = {
                 "average_diff": round(100.0 * test.diff, 4),

@@ -4,7 +4,9 @@ Each example goes to the teacher as a JSON object ({"instruction", "input", "out
 fields) after Fig. 2's prompt; the answer must be the same JSON object with translated values. Every answer is
 checked before it is accepted: a JSON object with the same keys, no emptied value, code blocks and inline code kept
 (comments in code may be translated, as Fig. 2 asks), and not left in English (identical to the source, the target
-language's script from the registry, and py3langid with known neighbour confusions accepted). A rejected answer is
+language's script(s) from okapi.languages, and py3langid with known neighbour confusions accepted, when py3langid
+knows the language; otherwise that check is counted as not run in the metrics). English, the source language,
+passes through with no teacher request. A rejected answer is
 asked again with the reason appended to the conversation, up to ``max_attempts`` answers per example; an example
 that never passes is kept with status "rejected", its last raw answer and the reason (DESIGN: never a silent
 default).
@@ -19,7 +21,6 @@ import hashlib
 import json
 import logging
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -181,33 +182,25 @@ NEIGHBOURS: tuple[frozenset[str], ...] = (
     frozenset({"de", "lb"}),
     frozenset({"it", "vec", "lij"}),
 )
-# Unicode character-name prefixes of the registry's scripts.
-_SCRIPT_PREFIXES = {
-    "Latin": ("LATIN",),
-    "Cyrillic": ("CYRILLIC",),
-    "Han": ("CJK UNIFIED", "CJK COMPATIBILITY"),
-    "Arabic": ("ARABIC",),
-    "Devanagari": ("DEVANAGARI",),
-    "Bengali": ("BENGALI",),
-    "Tamil": ("TAMIL",),
-    "Malayalam": ("MALAYALAM",),
-    "Telugu": ("TELUGU",),
-    "Kannada": ("KANNADA",),
-}
 # Below these sizes the script share and py3langid say little; the same-as-source check still applies.
 _MIN_SCRIPT_LETTERS = 12
 _MIN_LANGID_LETTERS = 40
-# A translation may keep English names and terms, so only a small share of the expected script is required,
+# A translation may keep English names and terms, so only a small share of the expected script(s) is required,
 # except for Latin-script targets, where foreign letters are rare.
-_MIN_SCRIPT_SHARE = {"Latin": 0.5}
+_MIN_LATIN_SHARE = 0.5
 _DEFAULT_MIN_SCRIPT_SHARE = 0.25
 _MIN_NEIGHBOUR_PROB = 0.2
 
 
 def accepted_languages(lang: str) -> frozenset[str]:
-    group = {lang}
+    """py3langid codes that count as ``lang`` (its own and its close neighbours'); empty when py3langid does not
+    know the language."""
+    code = get_language(lang).langid
+    if code is None:
+        return frozenset()
+    group = {code}
     for members in NEIGHBOURS:
-        if lang in members:
+        if code in members:
             group |= members
     return frozenset(group)
 
@@ -239,13 +232,22 @@ def _letters(text: str) -> list[str]:
     return [ch for ch in text if ch.isalpha()]
 
 
-def script_share(text: str, script: str) -> tuple[int, float]:
-    """(number of letters, share of them in ``script``) for a registry script name."""
-    prefixes = _SCRIPT_PREFIXES[script]
+@lru_cache(maxsize=64)
+def _script_pattern(scripts: tuple[str, ...]) -> Any:
+    import regex
+
+    # Script_Extensions, so marks shared by several scripts (Japanese's prolonged-sound mark) count for each;
+    # intersected with letters (\p{L}, what str.isalpha counts), so shared CJK punctuation is not a hit.
+    return regex.compile(r"(?V1)[[" + "".join(rf"\p{{scx={s}}}" for s in scripts) + r"]&&\p{L}]")
+
+
+def script_share(text: str, scripts: str | tuple[str, ...]) -> tuple[int, float]:
+    """(number of letters, share of them in any of ``scripts``: Unicode script aliases such as Latn or Hira)."""
+    pattern = _script_pattern((scripts,) if isinstance(scripts, str) else tuple(scripts))
     letters = _letters(text)
     if not letters:
         return 0, 0.0
-    hits = sum(1 for ch in letters if unicodedata.name(ch, "").startswith(prefixes))
+    hits = len(pattern.findall(text))  # one pass in C, not a match per letter
     return len(letters), hits / len(letters)
 
 
@@ -310,23 +312,23 @@ def _check_not_english(obj: dict[str, str], source: dict[str, str], lang: str, p
         words = _WORD_RE.findall(source_prose[key])
         if len(words) >= 4 and (not use_langid or detect_language(source_prose[key])[0][0] == "en"):
             raise ParseError(f"untranslated: the value of {key!r} is the original English text")
-    script = get_language(lang).script
-    if script in _SCRIPT_PREFIXES:
-        n_letters, share = script_share(prose, script)
-        need = _MIN_SCRIPT_SHARE.get(script, _DEFAULT_MIN_SCRIPT_SHARE)
-        if n_letters >= _MIN_SCRIPT_LETTERS and share < need:
-            raise ParseError(
-                f"wrong_script: only {share:.0%} of the letters are in the {script} script expected for "
-                f"{get_language(lang).name}"
-            )
-    if use_langid and len(_letters(prose)) >= _MIN_LANGID_LETTERS:
+    language = get_language(lang)
+    n_letters, share = script_share(prose, language.scripts)
+    need = _MIN_LATIN_SHARE if language.scripts == ("Latn",) else _DEFAULT_MIN_SCRIPT_SHARE
+    if n_letters >= _MIN_SCRIPT_LETTERS and share < need:
+        raise ParseError(
+            f"wrong_script: only {share:.0%} of the letters are in the {' / '.join(language.scripts)} script "
+            f"expected for {language.name}"
+        )
+    accepted = accepted_languages(lang)
+    # A language py3langid does not know gets no language-ID check; translate's metrics count those rows.
+    if use_langid and accepted and len(_letters(prose)) >= _MIN_LANGID_LETTERS:
         ranking = detect_language(prose)
-        accepted = accepted_languages(lang)
         top = ranking[0][0]
         if top not in accepted and sum(p for code, p in ranking if code in accepted) < _MIN_NEIGHBOUR_PROB:
             if top == "en":
-                raise ParseError(f"left_in_english: the text is in English, not {get_language(lang).name}")
-            raise ParseError(f"wrong_language: the text looks like {top!r}, not {get_language(lang).name}")
+                raise ParseError(f"left_in_english: the text is in English, not {language.name}")
+            raise ParseError(f"wrong_language: the text looks like {top!r}, not {language.name}")
 
 
 LANGUAGE_REASONS = ("untranslated", "wrong_script", "left_in_english", "wrong_language")
@@ -430,6 +432,32 @@ def _translate_records(
     return results
 
 
+SOURCE_REASON = "source_language: English, the source language, passes through untranslated (no teacher request)"
+
+
+def _translate_or_pass(
+    teacher: Any, items: list[tuple[str, dict[str, str]]], lang: str, cfg: TranslateConfig, desc: str
+) -> dict[str, _Result]:
+    """_translate_records, except for English (the source language): every record passes through unchanged."""
+    if get_language(lang).is_source:
+        return {key: _Result(dict(rec), None, None, 0) for key, rec in items}
+    return _translate_records(teacher, items, lang, cfg, desc)
+
+
+def checks_run(lang: str, cfg: TranslateConfig, answers: int) -> dict[str, Any]:
+    """Which language checks the answers of ``lang`` went through, and how many answers a check could not run on
+    (a language py3langid does not know gets no language-ID check: counted, not skipped silently)."""
+    language = get_language(lang)
+    if language.is_source:
+        return {"passthrough": answers, "not_run": {}}
+    langid_missing = cfg.langid and language.langid is None
+    return {
+        "scripts": list(language.scripts),
+        "langid": language.langid if cfg.langid else None,
+        "not_run": {"langid_unavailable": answers} if langid_missing else {},
+    }
+
+
 # -- instructions -------------------------------------------------------------------------------------------------
 def _order_key(seed: int, row_id: str) -> str:
     # Independent of language and of the other rows, so every language gets the same subset and the same splits.
@@ -501,7 +529,7 @@ def translate_instructions(
     splits = assign_splits(rows, cfg)
     chosen = [r for r in rows if r["id"] in splits]
     items = [(r["id"], {k: r[k] for k in INSTRUCTION_FIELDS if r[k].strip()}) for r in chosen]
-    results = _translate_records(teacher, items, lang, cfg, desc=f"translate {lang}")
+    results = _translate_or_pass(teacher, items, lang, cfg, desc=f"translate {lang}")
     out = []
     for row in chosen:
         res = results[row["id"]]
@@ -517,7 +545,11 @@ def translate_instructions(
                 "status": "ok" if ok else "rejected",
                 "reason": res.reason
                 if not ok
-                else (f"language_check_reported: {res.warning}" if res.warning else None),
+                else (
+                    SOURCE_REASON
+                    if language.is_source
+                    else (f"language_check_reported: {res.warning}" if res.warning else None)
+                ),
                 "raw": res.raw,
                 "attempts": res.attempts,
                 "back_score": None,  # filled by okapi.backtranslate when translate.back_translation is on
@@ -525,6 +557,7 @@ def translate_instructions(
         )
     metrics = _metrics(out, results)
     metrics["language"] = language.name
+    metrics["language_checks_run"] = checks_run(lang, cfg, len(results))
     metrics["splits"] = {
         split: {
             "ok": sum(1 for r in out if r["split"] == split and r["status"] == "ok"),
@@ -635,7 +668,7 @@ def translate_eval(
     get_language(lang)
     chosen = records[: cfg.eval_limit] if cfg.eval_limit is not None else records
     items = [(f"{benchmark}-{i}", _eval_fields(benchmark, rec, i + 1)) for i, rec in enumerate(chosen)]
-    results = _translate_records(teacher, items, lang, cfg, desc=f"translate {benchmark} {lang}")
+    results = _translate_or_pass(teacher, items, lang, cfg, desc=f"translate {benchmark} {lang}")
     out = []
     for (key, _fields), rec in zip(items, chosen, strict=True):
         res = results[key]
@@ -672,6 +705,7 @@ def translate_eval(
         "language_warnings": metrics["language_warnings"],
         "answers": metrics["answers"],
         "reasked_records": metrics["reasked_rows"],
+        "language_checks_run": checks_run(lang, cfg, len(results)),
     }
     return out, metrics
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from okapi import cli
 from okapi.config import ConfigError
 from okapi.io import write_json
-from okapi.languages import get_language
 from okapi.params import load_params
 
 
@@ -27,7 +26,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--samples", type=Path, help="folder for per-document results, <model>_<benchmark>.jsonl")
     args = p.parse_args(argv)
-    get_language(args.lang)
     cfg = load_params(args.params, lang=args.lang, sections=("evaluate",)).section("evaluate")
     models = dict(_model_arg(m) for m in args.model)
     for name, spec in cfg.reference_models.items():

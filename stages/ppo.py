@@ -7,7 +7,6 @@ from pathlib import Path
 
 from okapi import cli
 from okapi.io import read_rows, write_json
-from okapi.languages import get_language
 from okapi.params import load_params
 from okapi.schemas import PROMPTS
 
@@ -33,7 +32,6 @@ def main(argv: list[str] | None = None) -> None:
         help="resumable checkpoint folder (a persist output); without it nothing is saved or resumed",
     )
     args = p.parse_args(argv)
-    get_language(args.lang)
     cfg = load_params(args.params, lang=args.lang, sections=("ppo",)).section("ppo")
     prompts = read_rows(args.prompts, PROMPTS)
     heldout = read_rows(args.heldout, PROMPTS) if args.heldout else None

@@ -22,7 +22,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--released", type=Path, help="released@<lang>'s folder (needed with released.use: true)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
-    get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("teacher", "rank", "released"))
     tcfg, cfg = params.section("teacher"), params.section("rank")
     from okapi.cards import pairs_card, section_params

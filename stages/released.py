@@ -11,7 +11,6 @@ from pathlib import Path
 
 from okapi import cli
 from okapi.io import write_json
-from okapi.languages import get_language
 from okapi.params import load_params
 
 
@@ -22,7 +21,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for the converted Parquet files")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
-    get_language(args.lang)
 
     from okapi.io import atomic_dir
     from okapi.released import convert_language, released_config

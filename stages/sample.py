@@ -7,7 +7,6 @@ from pathlib import Path
 
 from okapi import cli
 from okapi.io import read_rows, write_json, write_parquet
-from okapi.languages import get_language
 from okapi.params import load_params
 from okapi.schemas import PROMPTS, SAMPLES
 
@@ -20,7 +19,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
-    get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("sample", "released"))
     cfg = params.section("sample")
     if params.section("released").provides("ranking"):

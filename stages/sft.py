@@ -7,7 +7,6 @@ from pathlib import Path
 
 from okapi import cli
 from okapi.io import read_rows, write_json
-from okapi.languages import get_language
 from okapi.params import load_params
 from okapi.schemas import PROMPTS
 
@@ -21,7 +20,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
-    get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=(args.section,))
     cfg = params.section(args.section)
     rows = read_rows(args.data, PROMPTS)

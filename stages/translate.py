@@ -26,7 +26,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--released", type=Path, help="released@<lang>'s folder (needed with released.use: true)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
-    get_language(args.lang)
     params = load_params(args.params, lang=args.lang, sections=("teacher", "translate", "released", "evaluate"))
     tcfg, cfg, rel = params.section("teacher"), params.section("translate"), params.section("released")
     instructions_released, eval_released = rel.provides("instructions"), rel.provides("eval")
@@ -52,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     translated: list[dict] = []
     with contextlib.ExitStack() as stack:
         teacher = None
-        if not (instructions_released and eval_released):
+        # English, the source language, passes through: no teacher to start.
+        if not (instructions_released and eval_released) and not params.language_info[args.lang].is_source:
             teacher = stack.enter_context(open_teacher(tcfg, args.cache))
         if instructions_released:
             translated, splits = read_converted_instructions(args.released)

@@ -34,3 +34,13 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _forget_configured_languages():
+    """Params(...) makes its languages the ones okapi.languages.get_language returns; one test's made-up
+    language must not leak into the next."""
+    yield
+    from okapi.languages import configure
+
+    configure({})

@@ -10,7 +10,7 @@ import pytest
 from stagekit import ROOT, assert_one_clear_error, run_stage, write_params
 
 
-def test_unknown_language_lists_the_valid_codes(tmp_path):
+def test_language_missing_from_params_lists_the_listed_codes(tmp_path):
     proc = run_stage(
         "sft",
         [
@@ -29,7 +29,8 @@ def test_unknown_language_lists_the_valid_codes(tmp_path):
         ],
         tmp_path,
     )
-    assert_one_clear_error(proc, "unknown language code 'xx'", "vi", "kn")
+    # Any code may be a language now; one the params do not list is named with the ones they do.
+    assert_one_clear_error(proc, "language 'xx' is not listed under languages", "vi, es")
 
 
 def test_language_not_in_params(tmp_path):
@@ -117,7 +118,10 @@ def test_remote_teacher_without_key_stops_before_any_request(tmp_path):
         ({"sft.learning_rate": -1.0}, ["sft.learning_rate"]),
         ({"sft.colour": "blue"}, ["unknown parameter sft.colour"]),
         ({"languages.vi": {"sft": {"num_train_epochs": "three"}}}, ["num_train_epochs"]),
-        ({"languages.zz": {}}, ["unknown language code 'zz'"]),
+        ({"languages.zz": {}}, ["unknown language code 'zz'", "add languages.zz.name", "languages.zz.script"]),
+        ({"languages.zz": {"name": "Zedish"}}, ["unknown language code 'zz'", "languages.zz.script"]),
+        ({"languages.ja": {"script": "Kanji"}}, ["languages.ja.script", "'Kanji' is not a Unicode script"]),
+        ({"languages.ja": {"colour": "red"}}, ["unknown key languages.ja.colour", "name, script, group, langid"]),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, change, words):

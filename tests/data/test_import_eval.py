@@ -124,4 +124,4 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["--benchmark", "arc", "--lang", "vi", "--src", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "vi_test.json: not valid JSON" in capsys.readouterr().err
     assert main(["--benchmark", "arc", "--lang", "xx", "--src", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    assert "unknown language 'xx'" in capsys.readouterr().err
+    assert "unknown language code 'xx'" in capsys.readouterr().err

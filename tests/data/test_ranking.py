@@ -214,3 +214,36 @@ def test_ranking_schema_pins_the_number_and_range_of_ranks():
     ranks = ranking_schema(4)["properties"]["ranks"]
     assert ranks["minItems"] == ranks["maxItems"] == 4
     assert ranks["items"]["enum"] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_english_skips_the_translation_turn(structured):
+    responses = ["Hanoi is the capital.", "The capital of Vietnam is Hanoi.", "I do not know.", "Ho Chi Minh City."]
+    samples = [{**sample("gen-1", responses, instruction="What is the capital of Vietnam?"), "lang": "en"}]
+
+    def respond(messages, attempt):  # longer responses rank better, from the one message's listing
+        assert len(messages) == 1, "English gets no turn 1"
+        texts = [line.split(": ", 1)[1] for line in messages[0]["content"].splitlines() if line.startswith("Resp")]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        ranks = [order.index(i) + 1 for i in range(len(texts))]
+        if structured:
+            return json.dumps({"ranks": ranks})
+        return "\n".join(f"Response {i + 1}: overall rank: {k}" for i, k in enumerate(ranks))
+
+    teacher = FakeTeacher(respond)
+    rows, metrics = rank_samples(teacher, samples, "en", RankConfig(structured=structured))
+    assert len(teacher.calls) == 1  # one request: no turn 1
+    (messages, _), row = teacher.calls[0], rows[0]
+    assert len(messages) == 1 and "Translate" not in messages[0]["content"]
+    assert "Instruction: What is the capital of Vietnam?" in messages[0]["content"]
+    assert "Response 4: Ho Chi Minh City." in messages[0]["content"] and "rank the responses" in messages[0]["content"]
+    assert row["status"] == "ok" and row["ranks"] == [2, 1, 4, 3] and row["english"] is None and row["attempts"] == 1
+    assert metrics["translation_turn"] == "skipped" and metrics["ranked"] == 1
+    _, metrics = rank_samples(teacher_for(structured), [sample("gen-1", RESPONSES)], "vi", RankConfig())
+    assert metrics["translation_turn"] == "sent"
+    # The Fig. 3 turn-1 text is unchanged for target languages (cached requests stay valid).
+    assert (
+        build_turn1("x", "", ["a", "b"])[0]["content"]
+        .split("\n")[0]
+        .endswith("Translate the instruction, the input and the responses into English.")
+    )

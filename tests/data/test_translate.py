@@ -427,3 +427,76 @@ def test_pool_fraction_sets_the_mix_under_a_limit():
     count = lambda splits, name: sum(1 for v in splits.values() if v == name)  # noqa: E731
     assert count(proportional, "sft") > count(mixed, "sft") == 8
     assert count(mixed, "rank") == 5 and count(mixed, "ppo") == 7
+
+
+# -- languages outside Table 1, and English ------------------------------------------------------------------------------
+JA = {
+    "instruction": "健康を保つための三つのヒントを教えてください。それぞれについて、カタカナのメモも短く書いてください。"
+}
+
+
+def test_japanese_mixes_han_hiragana_and_katakana():
+    src = {"instruction": "Give three tips for staying healthy and write a short note about each of them."}
+    assert make_validator(src, "ja")(json.dumps(JA, ensure_ascii=False)) == JA
+    # Katakana alone is Japanese too (one of its three scripts); Chinese-only Han text passes the script check.
+    kana = {"instruction": "ヘルシー ライフ ノート ヒント スリー ポイント メモ"}
+    assert make_validator(src, "ja", use_langid=False)(json.dumps(kana, ensure_ascii=False)) == kana
+    # Left in English, or written in Cyrillic: the script check names Japanese's three scripts.
+    paraphrase = {"instruction": "Please provide three suggestions for remaining healthy, with short reasons."}
+    assert "Hani / Hira / Kana script expected for Japanese" in reason_of(make_validator(src, "ja"), paraphrase)
+    ru = {"instruction": "Дайте три совета, как оставаться здоровым, и кратко объясните каждый из них."}
+    assert reason_of(make_validator(src, "ja"), ru).startswith("wrong_script")
+
+
+def test_langid_check_that_cannot_run_is_counted():
+    from okapi.params import Params
+
+    # Hawaiian: CLDR knows it (name, Latin script), py3langid does not.
+    Params({"languages": {"haw": {}, "xx": {"name": "Klingon", "script": "Latn", "langid": None}}})
+    src = {"instruction": "Give three tips for staying healthy and explain each of them briefly please."}
+    haw = {"instruction": "E hāʻawi mai i ʻekolu manaʻo no ka noho olakino ʻana a wehewehe pōkole i kēlā me kēia."}
+    assert make_validator(src, "haw")(json.dumps(haw, ensure_ascii=False)) == haw
+
+    def hawaiian(messages, attempt):
+        return json.dumps({k: "Aloha mai kākou i kēia lā " + str(i) for i, k in enumerate(sent_record(messages))})
+
+    rows = [r for r in instruction_rows() if "```" not in r["output"]][:4]  # no code block to keep
+    out, metrics = translate_instructions(FakeTeacher(hawaiian), rows, "haw", TranslateConfig())
+    assert metrics["accepted"] == 4
+    assert metrics["language_checks_run"] == {"scripts": ["Latn"], "langid": None, "not_run": {"langid_unavailable": 4}}
+    _, metrics = translate_instructions(FakeTeacher(hawaiian), rows, "xx", TranslateConfig(langid=False))
+    assert metrics["language_checks_run"]["not_run"] == {}  # switched off by the user, not a gap of the library
+    _, metrics = translate_instructions(FakeTeacher(german), rows, "de", TranslateConfig())
+    assert metrics["language_checks_run"] == {"scripts": ["Latn"], "langid": "de", "not_run": {}}
+
+
+def test_english_passes_through_without_a_teacher_request():
+    def no_request(messages, attempt):
+        raise AssertionError("English must not be sent to the teacher")
+
+    teacher = FakeTeacher(no_request)
+    rows = instruction_rows()
+    out, metrics = translate_instructions(teacher, rows, "en", TranslateConfig(rank_fraction=0.4))
+    assert teacher.calls == []
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    for r, src in zip(out, rows, strict=True):
+        assert (r["instruction"], r["input"], r["output"]) == (src["instruction"], src["input"], src["output"])
+        assert r["status"] == "ok" and r["reason"].startswith("source_language:") and r["attempts"] == 0
+    assert metrics["accepted"] == 13 and metrics["answers"] == 0
+    assert metrics["language_checks_run"] == {"passthrough": 13, "not_run": {}}
+    # Same splits as any target language, so English models train on the same examples.
+    assert {r["id"]: r["split"] for r in out} == assign_splits(rows, TranslateConfig(rank_fraction=0.4))
+    records = [
+        {
+            "id": "Mercury_1",
+            "answer": "B",
+            "instruction": "Which gas do plants absorb from the air for photosynthesis?",
+            "option_a": "Oxygen",
+            "option_b": "Carbon dioxide",
+            "option_c": None,
+            "option_d": None,
+            "option_e": None,
+        }
+    ]
+    out, metrics = translate_eval(teacher, "arc", records, "en", TranslateConfig())
+    assert out == records and metrics["translated"] == 1 and teacher.calls == []

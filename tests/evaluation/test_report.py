@@ -110,7 +110,7 @@ def test_acc_metric_and_missing_cells(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [
-        (lambda r: r.update(en=r["vi"]), ["results['en']", "unknown language code 'en'"]),
+        (lambda r: r.update(zz=r["vi"]), ["results['zz']", "unknown language code 'zz'", "languages.zz.name"]),
         (lambda r: r["vi"]["sft"]["arc"].update(acc_norm=37.2), ["results['vi']['sft']['arc']", "37.2", "0 and 1"]),
         (lambda r: r["vi"]["sft"]["arc"].pop("acc_norm"), ["'acc_norm' = None"]),
         (lambda r: r["vi"]["sft"].update(gsm8k={"acc_norm": 0.1}), ["unknown benchmark 'gsm8k'"]),
@@ -142,3 +142,37 @@ def test_load_results_reads_the_evaluate_stage_files(tmp_path):
     (tmp_path / "xx.json").write_text(json.dumps({"lang": "xx", "base": {"arc": {"acc_norm": 0.3}}}))
     with pytest.raises(DataError, match=r"xx\.json: field 'lang': unknown language code 'xx'"):
         load_results([tmp_path / "xx.json"])
+
+
+def test_languages_outside_table_1_and_english_keep_the_layout(tmp_path):
+    from okapi.params import Params
+
+    Params({"languages": {"vi": {}, "ja": {}, "tl": {}, "sw": {"group": "L"}, "en": {}}})
+    numbers = {
+        "vi": (0.30, 0.32, 0.34),
+        "ja": (0.26, 0.28, 0.30),
+        "tl": (0.28, 0.30, 0.32),
+        "sw": (0.24, 0.26, 0.28),
+        "en": (0.50, 0.52, 0.54),
+    }
+    rows = build_table(results(numbers), "arc", MODELS)
+    assert [(r.kind, r.group, r.label) for r in rows] == [
+        ("language", "H", "Vietnamese"),
+        ("group", "H", "Ave Group"),
+        ("language", "L", "Swahili"),  # the group the params name
+        ("group", "L", "Ave Group"),
+        ("language", "X", "Japanese"),  # outside Table 1: its own group, same layout
+        ("language", "X", "Tagalog"),
+        ("group", "X", "Ave Group"),
+        ("average", "", "Average"),
+        ("language", "EN", "English"),  # the source language, apart and not in the Average
+    ]
+    assert rows[6].values == pytest.approx([27.0, 29.0, 31.0])
+    assert rows[7].values == pytest.approx([27.0, 29.0, 31.0])  # (30 + 24 + 26 + 28) / 4: English left out
+    summary = build_report(results(numbers), tmp_path / "r", tmp_path / "s.json", MODELS)
+    assert summary["arc"]["rlhf"] == pytest.approx(
+        {"ave_high": 34.0, "ave_low": 28.0, "ave_other": 31.0, "average": 31.0, "english": 54.0, "languages": 4}
+    )
+    md = (tmp_path / "r" / "arc.md").read_text()
+    assert "| Outside Table 1 | Japanese (ja) |" in md and "| Source language | English (en) |" in md
+    assert (tmp_path / "r" / "arc.png").stat().st_size > 0
