@@ -26,9 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     tcfg, cfg = params.section("teacher"), params.section("rank")
     from okapi.cards import pairs_card, section_params
 
-    card_params = section_params(teacher=tcfg, rank=cfg, released=params.section("released"))
+    rel = params.section("released")
+    # The card records the params dvc.yaml tracks for this stage (released.use and released.parts, not the URLs).
+    card_params = section_params(teacher=tcfg, rank=cfg, released={"use": rel.use, "parts": rel.parts})
     name = get_language(args.lang).name
-    if params.section("released").provides("ranking"):
+    if rel.provides("ranking"):
         if args.released is None:
             raise ConfigError("released.use is true: pass --released <released@<lang>'s output folder>")
         # Okapi's released ranking pairs stand in for the teacher's ranking: no request is sent.

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics["splits"],
         len(translated),
         metrics,
-        section_params(teacher=tcfg, translate=cfg, released=rel),
+        section_params(teacher=tcfg, translate=cfg, released={"use": rel.use, "parts": rel.parts}),
         instructions_released,
     )
     card.write(args.out / "README.md")

@@ -129,7 +129,7 @@ def test_unknown_sections_are_rejected_with_the_allowed_ones(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown section 'rewards'; allowed sections: .*\brm\b"):
         load_params(path)
     path = _params(tmp_path, languages={"vi": {"reward": {}}})
-    with pytest.raises(ConfigError, match=r"unknown section languages\.vi\.reward; per-language overrides may set"):
+    with pytest.raises(ConfigError, match=r"unknown key languages\.vi\.reward; a language may set"):
         load_params(path)
 
 

@@ -92,7 +92,10 @@ def _params(teacher_url: str) -> dict:
     params["teacher"].update(backend="openai", base_url=teacher_url, model="m", max_retries=0, timeout_s=30.0)
     params["generate"].update(num_instructions=6, max_rounds=3, request_batch_size=2)
     # The checks enforced, as for a real teacher: a Japanese answer must pass the script and py3langid checks.
-    params["translate"].update(limit=10, eval_limit=2, language_checks="enforce", langid=True)
+    # The fake teacher answers every text with the same Japanese sentence, so every training row shares 13-grams
+    # with the translated benchmarks: decontamination counts them (report) instead of dropping every row; dropping
+    # is tested in tests/data/test_data_trust.py.
+    params["translate"].update(limit=10, eval_limit=2, language_checks="enforce", langid=True, decontaminate="report")
     params["sample"].update(max_new_tokens=8)
     # The tiny tokenizer spells Japanese byte by byte (~3 tokens a character): room for a prompt and its response.
     tiny_sft = {"num_train_epochs": 1.0, "batch_size": 2, "per_device_train_batch_size": 2, "max_seq_length": 512}
@@ -113,7 +116,7 @@ def project(tmp_path_factory, tiny_model_dir):
     repo.mkdir()
     for name in ("okapi", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("data/seeds", "data/eval_sources", "data/released"):
+    for name in ("data/seeds", "data/eval_sources", "data/released", "data/paper"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("*.json", "*.dvc"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     shutil.copytree(tiny_model_dir, repo / "models" / "base")

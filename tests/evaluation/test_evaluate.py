@@ -430,7 +430,7 @@ def test_cli_bad_input_is_one_error_and_exit_code_2(tmp_path, tiny_model_dir, ca
             str(tmp_path / "o.json"),
         ]
     )
-    assert code == 2 and "unknown language 'xx'" in capsys.readouterr().err
+    assert code == 2 and "unknown language code 'xx'" in capsys.readouterr().err
 
 
 # --- okapi.chat (tested here: this file covers the evaluation/chat part of the project) ---------------------------

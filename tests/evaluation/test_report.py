@@ -170,9 +170,11 @@ def test_languages_outside_table_1_and_english_keep_the_layout(tmp_path):
     assert rows[6].values == pytest.approx([27.0, 29.0, 31.0])
     assert rows[7].values == pytest.approx([27.0, 29.0, 31.0])  # (30 + 24 + 26 + 28) / 4: English left out
     summary = build_report(results(numbers), tmp_path / "r", tmp_path / "s.json", MODELS)
-    assert summary["arc"]["rlhf"] == pytest.approx(
+    rlhf = summary["arc"]["rlhf"]
+    assert {k: v for k, v in rlhf.items() if not k.endswith(("_stderr", "_n"))} == pytest.approx(
         {"ave_high": 34.0, "ave_low": 28.0, "ave_other": 31.0, "average": 31.0, "english": 54.0, "languages": 4}
     )
+    assert rlhf["english_n"] > 0 and rlhf["average_n"] == 4 * rlhf["english_n"]  # n sums over the averaged languages
     md = (tmp_path / "r" / "arc.md").read_text()
     assert "| Outside Table 1 | Japanese (ja) |" in md and "| Source language | English (en) |" in md
     assert (tmp_path / "r" / "arc.png").stat().st_size > 0
