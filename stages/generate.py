@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     p = cli.parser(__doc__)
     p.add_argument("--seeds", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--cache", required=True, type=Path, help="teacher response cache (JSON Lines)")
+    p.add_argument("--cache", required=True, type=Path, help="teacher response cache (SQLite, okapi.cache)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
     params = load_params(args.params, sections=("teacher", "generate", "released"))
