@@ -196,6 +196,27 @@ def response_format(dialect: str, schema: dict[str, Any] | None) -> dict[str, An
     return {"type": "json_object", "schema": schema}
 
 
+def _temperature(cfg: TeacherConfig, req: ChatRequest, attempt: int) -> float:
+    if req.temperature is not None and attempt == 0:
+        return req.temperature
+    # A deterministic teacher would repeat a rejected answer; re-asks sample instead.
+    return cfg.temperature if attempt == 0 else cfg.retry_temperature
+
+
+def cache_key(cfg: TeacherConfig, req: ChatRequest, attempt: int) -> str:
+    """The content address of one answer (also used by okapi.estimate to leave cached requests out)."""
+    payload = {
+        "model": cfg.model,
+        "messages": req.messages,
+        "max_tokens": req.max_tokens or cfg.max_tokens,
+        "temperature": _temperature(cfg, req, attempt),
+        "response_format": response_format(cfg.dialect, req.schema),
+        "prompt_version": cfg.prompt_version,
+        "attempt": attempt,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 class Teacher:
     """Runs many chat requests against one endpoint with caching, retries, bounded concurrency and accounting."""
 
@@ -251,22 +272,10 @@ class Teacher:
 
     # -- internals --------------------------------------------------------------------------------------------
     def cache_key(self, req: ChatRequest, attempt: int) -> str:
-        payload = {
-            "model": self.cfg.model,
-            "messages": req.messages,
-            "max_tokens": req.max_tokens or self.cfg.max_tokens,
-            "temperature": self._temperature(req, attempt),
-            "response_format": response_format(self.cfg.dialect, req.schema),
-            "prompt_version": self.cfg.prompt_version,
-            "attempt": attempt,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        return cache_key(self.cfg, req, attempt)
 
     def _temperature(self, req: ChatRequest, attempt: int) -> float:
-        if req.temperature is not None and attempt == 0:
-            return req.temperature
-        # A deterministic teacher would repeat a rejected answer; re-asks sample instead.
-        return self.cfg.temperature if attempt == 0 else self.cfg.retry_temperature
+        return _temperature(self.cfg, req, attempt)
 
     def _body(self, req: ChatRequest, attempt: int) -> dict[str, Any]:
         """The chat-completions request body (the same online and in a batch input line)."""
