@@ -42,6 +42,7 @@ BENCHMARK_SIZES = {"arc": 1_172, "hellaswag": 10_042, "mmlu": 14_042}  # ARC-Cha
 # Without a previous generate run's metrics: the share of requested new tasks that survive parsing, the quality
 # filters and ROUGE-L (a modelling assumption, shown in the row's note; a run's metrics replace it).
 ASSUMED_KEEP_RATE = 0.5
+ENGLISH_TOKENS_PER_WORD = 4 / 3  # OpenAI's rule of thumb: ~100 tokens per 75 English words
 
 
 # -- tokenizer ------------------------------------------------------------------------------------------------------
@@ -427,17 +428,18 @@ def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
             continue
         messages = build_turn1(s["instruction"], s["input"], s["responses"])
         req1 = ChatRequest(key=s["id"], messages=messages, max_tokens=cfg.max_tokens)
-        # The English version of the instruction, input and responses: about as long as the listed part.
+        # The English version of the instruction, input and responses: as many words as the listed part, at
+        # English's ~4 tokens per 3 words (the listed part itself may be in a script that costs far more).
         listed = messages[-1]["content"].split("\n\n", 1)[-1]
-        key1 = cache_key(tcfg, req1, 0)
-        english = answers.get(key1)
+        english_tokens = round(len(listed.split()) * ENGLISH_TOKENS_PER_WORD)
+        english = answers.get(cache_key(tcfg, req1, 0))
         if english is not None:
             est.cached += n
+            english_tokens = 0  # the real answer is in the turn-2 prompt below
         else:
-            est.add(ctx.tokens.messages(messages), ctx.tokens.text(listed), n)
-            english = listed
+            est.add(ctx.tokens.messages(messages), english_tokens, n)
         t = len(s["responses"])
-        messages2 = build_turn2(messages, english, num_responses=t, structured=cfg.structured)
+        messages2 = build_turn2(messages, english or "", num_responses=t, structured=cfg.structured)
         req2 = ChatRequest(
             key=s["id"], messages=messages2, schema=_rs(t) if cfg.structured else None, max_tokens=cfg.max_tokens
         )
@@ -445,7 +447,7 @@ def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
             est.cached += n
             continue
         ranks = "\n".join(f"Response {r}: overall rank: {r}" for r in range(1, t + 1))
-        est.add(ctx.tokens.messages(messages2), ctx.tokens.text(ranks), n)
+        est.add(ctx.tokens.messages(messages2) + english_tokens, ctx.tokens.text(ranks), n)
     return est
 
 
