@@ -7,7 +7,7 @@ key up through its primary-key index, so opening is instant and memory does not 
 
 Guarantees (the same as before): every answer is committed as soon as it arrives (one transaction per answer, in
 WAL mode), so a SIGKILL loses at most the answer being written and never corrupts what is there; the WAL is folded
-back into the one file when the cache is closed, so DVC tracks, pushes and pulls a single file. ``synchronous =
+back into the one file when the cache is closed (an explicit checkpoint), so DVC tracks, pushes and pulls a single file. ``synchronous =
 NORMAL`` survives a killed process (what a rerun must resume from); only a power cut may lose the last answers,
 which are then simply bought again.
 
@@ -131,6 +131,13 @@ class ResponseCache:
             yield key, Reply(text, p, c)
 
     def close(self) -> None:
+        # Fold the WAL into the file now: the last connection to close does this itself, but a reader that is
+        # still open (a tool, `okapi.estimate`) would leave answers only in the -wal file, which DVC does not track.
+        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning(
+                "%s: a reader kept the write-ahead log from being folded in; it is, on the next open", self.path
+            )
         self._conn.close()
 
 

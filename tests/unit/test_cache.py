@@ -49,3 +49,22 @@ def test_the_sibling_jsonl_of_a_new_sqlite_cache_is_migrated(tmp_path):
     c.put("new", Reply("x", 1, 1))
     c.close()
     assert len(ResponseCache(tmp_path / "translate-vi.sqlite")) == 5
+
+
+def test_the_file_alone_holds_every_answer_after_close_even_with_a_reader_open(tmp_path):
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    c = ResponseCache(path)
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # e.g. okapi.estimate looking at the cache
+    for i in range(50):
+        c.put(f"k{i}", Reply("x" * 100, 1, 1))
+    assert reader.execute("SELECT COUNT(*) FROM answers").fetchone() == (50,)
+    c.close()
+    # What DVC pushes is the .sqlite file alone, without its -wal: it must hold all 50 answers.
+    alone = tmp_path / "pushed" / "c.sqlite"
+    alone.parent.mkdir()
+    shutil.copy(path, alone)
+    reader.close()
+    assert len(read_cache(alone)) == 50
