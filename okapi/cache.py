@@ -30,9 +30,11 @@ from okapi.io import atomic_path
 log = logging.getLogger(__name__)
 
 _MAGIC = b"SQLite format 3\x00"
+# A rowid table: answers are large rows, which a WITHOUT ROWID table stores in its key B-tree at twice the size
+# on disk (measured by benchmarks/paper_scale.py: 15.0 vs 7.2 MB for 8.4K ranking answers).
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-    "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL) WITHOUT ROWID"
+    "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL)"
 )
 
 
