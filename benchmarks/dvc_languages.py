@@ -30,7 +30,10 @@ BIN = Path(sys.executable).parent
 
 def sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc
 
 
 def timed(cwd: Path, *cmd: str) -> tuple[float, str]:
@@ -109,8 +112,10 @@ def main() -> None:
         push, out = timed(work, "dvc", "push")
         pushed = out.strip().splitlines()[-1] if out.strip() else ""
         cache_mb = sum(p.stat().st_size for p in (work / "data/teacher_cache").glob("*.sqlite")) / 2**20
-    print(f"stages={stages} teacher caches={caches} ({cache_mb:.1f} MB) setup={setup:.1f} s cpus={os.cpu_count()} "
-          f"load={os.getloadavg()[0]:.2f}")
+    print(
+        f"stages={stages} teacher caches={caches} ({cache_mb:.1f} MB) setup={setup:.1f} s cpus={os.cpu_count()} "
+        f"load={os.getloadavg()[0]:.2f}"
+    )
     print("dvc status      : " + ", ".join(f"{s:.2f}" for s in status) + " s")
     print("dvc repro (no-op): " + ", ".join(f"{s:.2f}" for s in repro) + " s")
     print(f"dvc push        : {push:.2f} s ({pushed})")
