@@ -32,7 +32,7 @@ def sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-3000:]}")
     return proc
 
 
@@ -65,12 +65,18 @@ def make_project(work: Path, answers: int) -> int:
     from okapi.cache import Reply, ResponseCache
 
     caches = 0
+    from dvc.dependency.param import ParamsDependency
+
     with Repo(str(work)) as repo:
         outs = [out for stage in repo.index.stages for out in stage.outs]
+        # Deps inside another stage's output folder (e.g. data/translated/<lang>/sft.parquet) need placeholders too.
+        outs += [d for stage in repo.index.stages for d in stage.deps if not isinstance(d, ParamsDependency)]
     for out in outs:
         path = Path(out.fs_path)
         if path.exists():
             continue
+        if path.parent.is_dir() and (path.parent / "placeholder.txt").exists():
+            (path.parent / "placeholder.txt").unlink()
         if "teacher_cache" in path.parts:
             cache = ResponseCache(path)
             for i in range(answers):
@@ -93,10 +99,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--answers", type=int, default=200, help="answers per teacher cache")
+    ap.add_argument("--keep", type=Path, help="build the project here and keep it (for profiling)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="okapi-dvc26-") as tmp:
-        work = Path(tmp) / "project"
-        work.mkdir()
+        work = (args.keep or Path(tmp)) / "project"
+        work.mkdir(parents=True)
         t0 = time.perf_counter()
         caches = make_project(work, args.answers)
         setup = time.perf_counter() - t0
