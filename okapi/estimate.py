@@ -182,10 +182,10 @@ class Context:
     _keys: dict[Path, set[str]] = field(default_factory=dict)
 
     def teacher(self, lang: str | None) -> Any:
-        return self.params._section("teacher", lang)
+        return self.section("teacher", lang)
 
     def section(self, name: str, lang: str | None) -> Any:
-        return self.params._section(name, lang)
+        return for_language(self.params, lang).section(name)
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -204,6 +204,13 @@ class Context:
         from okapi.selfinstruct import load_seeds
 
         return load_seeds(self.path(SEEDS))
+
+
+def for_language(params: Any, lang: str | None) -> Any:
+    """The same params seen by one language's stages (its overrides applied); ``lang`` None: the top level."""
+    from okapi.params import Params
+
+    return params if lang is None or params.lang == lang else Params(params.raw, lang)
 
 
 # Inputs and caches, as dvc.yaml names them.
@@ -557,7 +564,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params, sections=("teacher", "generate", "translate", "sample", "rank", "released"))
     for lang in params.languages:
         for section in ("teacher", "translate", "sample", "rank"):
-            params._section(section, lang)
+            for_language(params, lang).section(section)
     result = estimate(params, args.workspace)
     print(format_table(result))
     if args.json:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from openai_server import FakeOpenAIServer
 
-from okapi.estimate import TokenCounter, estimate
+from okapi.estimate import TokenCounter, estimate, for_language
 from okapi.io import write_parquet
 from okapi.params import load_params
 from okapi.ranking import rank_samples
@@ -90,9 +90,11 @@ def test_translate_estimate_counts_the_requests_the_stage_sends_then_excludes_ca
         before = estimate(params, workspace, words())["stages"]["translate@es"]
         assert before["source"] == "real" and before["cached_requests"] == 0
 
-        cfg = params._section("translate", "es")
+        cfg = for_language(params, "es").section("translate")
         teacher = Teacher(
-            params._section("teacher", "es"), srv.base_url, workspace / "data/teacher_cache/translate-es.sqlite"
+            for_language(params, "es").section("teacher"),
+            srv.base_url,
+            workspace / "data/teacher_cache/translate-es.sqlite",
         )
         translate_instructions(teacher, rows, "es", cfg)
         from okapi.eval_sources import load_sources
@@ -120,9 +122,9 @@ def test_rank_estimate_counts_both_turns_of_every_sample(workspace):
         params = load_params(_params(workspace, srv.base_url))
         before = estimate(params, workspace, words())["stages"]["rank@es"]
         teacher = Teacher(
-            params._section("teacher", "es"), srv.base_url, workspace / "data/teacher_cache/rank-es.sqlite"
+            for_language(params, "es").section("teacher"), srv.base_url, workspace / "data/teacher_cache/rank-es.sqlite"
         )
-        rank_samples(teacher, samples, "es", params._section("rank", "es"))
+        rank_samples(teacher, samples, "es", for_language(params, "es").section("rank"))
         teacher.close()
         turn1 = [m for m in srv.requests if len(m["messages"]) == 1]
         assert before["source"] == "real" and before["requests"] == len(srv.requests) == 10
