@@ -508,19 +508,7 @@ def generate(
         if len(generated) >= cfg.num_instructions:
             break
         rounds += 1
-        requests = []
-        for b in range(cfg.request_batch_size):
-            picked = _pick_examples(rng, len(examples), cfg.num_prompt_instructions, used_prompts)
-            prompt = build_prompt([examples[i] for i in picked], cfg.num_tasks, structured=cfg.structured)
-            requests.append(
-                ChatRequest(
-                    key=f"gen-r{round_no}-{b}",
-                    messages=[{"role": "user", "content": prompt}],
-                    schema=GENERATION_SCHEMA if cfg.structured else None,
-                    max_tokens=cfg.max_tokens,
-                    temperature=cfg.temperature,
-                )
-            )
+        requests = round_requests(rng, examples, used_prompts, cfg, round_no)
         requests_sent += len(requests)
         outcomes = teacher.run(requests, parse_or_reject, desc=f"generate round {round_no + 1}")
         for outcome in outcomes:
@@ -575,6 +563,27 @@ def generate(
         "keep_rate": round(len(generated) / parsed, 4) if parsed else 0.0,
     }
     return seed_rows + pool_rows + generated, metrics
+
+
+def round_requests(
+    rng: random.Random, examples: list[dict[str, str]], used: set[tuple[int, ...]], cfg: GenerateConfig, round_no: int
+) -> list[ChatRequest]:
+    """One round's requests; called in order with one ``rng`` and ``used`` it yields every round's prompts, which
+    is how okapi.estimate counts the very prompts the stage will send."""
+    requests = []
+    for b in range(cfg.request_batch_size):
+        picked = _pick_examples(rng, len(examples), cfg.num_prompt_instructions, used)
+        prompt = build_prompt([examples[i] for i in picked], cfg.num_tasks, structured=cfg.structured)
+        requests.append(
+            ChatRequest(
+                key=f"gen-r{round_no}-{b}",
+                messages=[{"role": "user", "content": prompt}],
+                schema=GENERATION_SCHEMA if cfg.structured else None,
+                max_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
+            )
+        )
+    return requests
 
 
 def _pick_examples(rng: random.Random, n: int, k: int, used: set[tuple[int, ...]]) -> list[int]:

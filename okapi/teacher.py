@@ -4,8 +4,9 @@ Built on the ``openai`` package, so any OpenAI-compatible server works by ``base
 llama.cpp server, Ollama. The embedded default is llama-cpp-python's server on 127.0.0.1 (``okapi.llama_server``).
 
 Every request/response pair goes through a content-addressed cache keyed by (model, messages, decoding params,
-prompt version, attempt) -- never by the API key or the endpoint -- appended to a JSON Lines file as answers
-arrive, so a stage killed at any point resends nothing it already paid for. Answer validation is the caller's
+prompt version, attempt) -- never by the API key or the endpoint -- committed to a SQLite file (okapi.cache) as
+answers arrive, so a stage killed at any point resends nothing it already paid for. ``teacher.budget_usd`` caps what
+a stage spends (okapi.budget): the request that could cross it is not sent. Answer validation is the caller's
 ``parse`` function: a rejected answer is re-asked up to ``max_attempts`` times (each attempt has its own cache key)
 and is otherwise returned as rejected, with its raw text and the reason.
 
@@ -38,6 +39,9 @@ import httpx2 as httpx  # the HTTP client the openai package itself uses
 import openai
 from tqdm import tqdm
 
+from okapi.budget import Budget, check_price, price_for
+from okapi.cache import Reply as _Reply
+from okapi.cache import ResponseCache
 from okapi.config import ConfigError, check, check_choices
 from okapi.io import write_json
 
@@ -120,6 +124,10 @@ class TeacherConfig:
     """Stop waiting after this many seconds; the state file keeps the batch ids, so a rerun resumes polling."""
     batch_max_requests: int = 50_000
     """Requests per batch input file (the Batch API's limit is 50,000)."""
+    budget_usd: float | None = None
+    """USD one teacher stage (generate, translate@<lang>, rank@<lang>) may spend, counting the answers already in its
+    cache at teacher.prices (Batch API discount in batch mode); null: no cap. The stage stops before the request
+    that could cross it; a rerun with a larger budget continues from the cache (okapi.budget)."""
 
     def __post_init__(self) -> None:
         check_choices(self, "teacher")
@@ -130,6 +138,14 @@ class TeacherConfig:
         check(0 <= self.temperature <= 2, "teacher.temperature", self.temperature, "a number in [0, 2]")
         check(self.max_tokens >= 1, "teacher.max_tokens", self.max_tokens, "an integer >= 1")
         check(0 <= self.max_failure_rate <= 1, "teacher.max_failure_rate", self.max_failure_rate, "a number in [0, 1]")
+        check(
+            self.budget_usd is None or self.budget_usd >= 0,
+            "teacher.budget_usd",
+            self.budget_usd,
+            "null (no cap) or a number of USD >= 0",
+        )
+        if self.budget_usd is not None:
+            check_price(self.prices, self.model, why=f"teacher.budget_usd = {self.budget_usd:g}")
         check(self.batch_poll_s > 0, "teacher.batch_poll_s", self.batch_poll_s, "a number of seconds > 0")
         check(self.batch_max_wait_s > 0, "teacher.batch_max_wait_s", self.batch_max_wait_s, "a number of seconds > 0")
         check(
@@ -166,6 +182,10 @@ class TeacherFatalError(RuntimeError):
     """An error that retrying cannot fix (bad key, unknown model, bad request, unreachable server)."""
 
 
+class BudgetExceeded(TeacherFatalError):
+    """The next request could cross teacher.budget_usd: nothing more was sent, every answer bought is cached."""
+
+
 class _InvalidBody(ValueError):
     """A 200 answer without usable content; retried like a server error."""
 
@@ -196,63 +216,33 @@ class Outcome:
         return self.reason is None
 
 
-@dataclass
-class _Reply:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class ResponseCache:
-    """Append-only JSON Lines cache: one {"key", "text", "prompt_tokens", "completion_tokens"} per line.
-
-    A line is written (and flushed) as soon as its answer arrives, so a SIGKILL loses at most the line being
-    written; a torn last line is ignored on load.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._entries: dict[str, _Reply] = {}
-        if self.path.exists():
-            with self.path.open("r", encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        rec = json.loads(line)
-                        self._entries[rec["key"]] = _Reply(
-                            rec["text"], rec.get("prompt_tokens", 0), rec.get("completion_tokens", 0)
-                        )
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        log.warning("ignoring a torn or malformed line in %s", self.path)
-        self._fh = self.path.open("a", encoding="utf-8")
-
-    def get(self, key: str) -> _Reply | None:
-        return self._entries.get(key)
-
-    def put(self, key: str, reply: _Reply) -> None:
-        self._entries[key] = reply
-        rec = {
-            "key": key,
-            "text": reply.text,
-            "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens,
-        }
-        self._fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self._fh.flush()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 def response_format(dialect: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
     if schema is None or dialect == "none":
         return None
     if dialect == "openai":
         return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
     return {"type": "json_object", "schema": schema}
+
+
+def _temperature(cfg: TeacherConfig, req: ChatRequest, attempt: int) -> float:
+    if req.temperature is not None and attempt == 0:
+        return req.temperature
+    # A deterministic teacher would repeat a rejected answer; re-asks sample instead.
+    return cfg.temperature if attempt == 0 else cfg.retry_temperature
+
+
+def cache_key(cfg: TeacherConfig, req: ChatRequest, attempt: int) -> str:
+    """The content address of one answer (also used by okapi.estimate to leave cached requests out)."""
+    payload = {
+        "model": cfg.model,
+        "messages": req.messages,
+        "max_tokens": req.max_tokens or cfg.max_tokens,
+        "temperature": _temperature(cfg, req, attempt),
+        "response_format": response_format(cfg.dialect, req.schema),
+        "prompt_version": cfg.prompt_version,
+        "attempt": attempt,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class Teacher:
@@ -262,10 +252,17 @@ class Teacher:
         self.cfg = cfg
         self.base_url = base_url
         self.cache = ResponseCache(cache_path)
+        self.budget = self._open_budget()
         # Batch mode: the ids of submitted, not yet collected batches, so a rerun resumes instead of resubmitting.
         self.batch_state_path = Path(f"{os.fspath(cache_path)}.batch.json")
         self.stats: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
+
+    def _open_budget(self) -> Budget:
+        price = price_for(self.cfg.prices, self.cfg.model, self.cfg.mode)
+        _, prompt, completion = self.cache.totals() if self.cfg.budget_usd is not None else (0, 0, 0)
+        spent = price.cost(prompt, completion) if price is not None else 0.0
+        return Budget(self.cfg.budget_usd, price, spent, str(self.cache.path))
 
     # -- public API -------------------------------------------------------------------------------------------
     def run(
@@ -281,11 +278,8 @@ class Teacher:
 
     def account(self) -> dict[str, Any]:
         """The spending account: requests sent, cache hits, retries by cause, tokens and estimated cost."""
-        price = self.cfg.prices.get(self.cfg.model, {})
-        cost = (
-            self.stats["prompt_tokens"] * price.get("prompt", 0.0)
-            + self.stats["completion_tokens"] * price.get("completion", 0.0)
-        ) / 1e6
+        price = price_for(self.cfg.prices, self.cfg.model, self.cfg.mode)
+        cost = price.cost(self.stats["prompt_tokens"], self.stats["completion_tokens"]) if price is not None else 0.0
         return {
             "requests_sent": self.stats["sent"],
             "cache_hits": self.stats["cache_hits"],
@@ -306,22 +300,10 @@ class Teacher:
 
     # -- internals --------------------------------------------------------------------------------------------
     def cache_key(self, req: ChatRequest, attempt: int) -> str:
-        payload = {
-            "model": self.cfg.model,
-            "messages": req.messages,
-            "max_tokens": req.max_tokens or self.cfg.max_tokens,
-            "temperature": self._temperature(req, attempt),
-            "response_format": response_format(self.cfg.dialect, req.schema),
-            "prompt_version": self.cfg.prompt_version,
-            "attempt": attempt,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        return cache_key(self.cfg, req, attempt)
 
     def _temperature(self, req: ChatRequest, attempt: int) -> float:
-        if req.temperature is not None and attempt == 0:
-            return req.temperature
-        # A deterministic teacher would repeat a rejected answer; re-asks sample instead.
-        return self.cfg.temperature if attempt == 0 else self.cfg.retry_temperature
+        return _temperature(self.cfg, req, attempt)
 
     def _body(self, req: ChatRequest, attempt: int) -> dict[str, Any]:
         """The chat-completions request body (the same online and in a batch input line)."""
@@ -360,7 +342,11 @@ class Teacher:
             if self.cfg.mode == "batch":
                 return await self._run_batched(client, requests, parse, max_attempts, bar)
             tasks = [self._answer(client, sem, req, parse, max_attempts, bar) for req in requests]
-            return await asyncio.gather(*tasks)
+            # A request refused by the budget ends its task at once; those in flight finish and are cached.
+            answered = await asyncio.gather(*tasks)
+            if self.budget.stopped is not None:
+                raise BudgetExceeded(self.budget.stopped)
+            return [o for o in answered if o is not None]
         finally:
             bar.close()
             await client.close()
@@ -373,13 +359,21 @@ class Teacher:
         parse: Callable[[str], Any],
         max_attempts: int,
         bar: tqdm,
-    ) -> Outcome:
+    ) -> Outcome | None:
+        """The request's outcome; None when the budget refused to send it (the caller raises BudgetExceeded)."""
         for attempt in range(max_attempts):
             key = self.cache_key(req, attempt)
             reply = self._cached(key)
             if reply is None:
                 async with sem:
-                    reply = await self._send(client, req, attempt)
+                    # Reserved inside the semaphore: only requests about to go out hold a share of the budget.
+                    worst = self.budget.worst_case(req.messages, req.max_tokens or self.cfg.max_tokens)
+                    if not self.budget.admit(worst):
+                        return None
+                    try:
+                        reply = await self._send(client, req, attempt)
+                    finally:
+                        self.budget.release(worst)
                 self._store(key, reply)
             outcome = self._judge(req, attempt, reply.text, parse, max_attempts)
             if outcome is not None:
@@ -397,6 +391,7 @@ class Teacher:
 
     def _store(self, key: str, reply: _Reply) -> None:
         self.cache.put(key, reply)
+        self.budget.spend(reply.prompt_tokens, reply.completion_tokens)
         self.stats["prompt_tokens"] += reply.prompt_tokens
         self.stats["completion_tokens"] += reply.completion_tokens
 
@@ -557,8 +552,14 @@ class Teacher:
                 for cause, _ in failures.values():
                     self.retries[cause] += 1
                 await asyncio.sleep(self._backoff(retry - 1))
-            ids = await self._submit(client, todo)
-            failures = await self._collect(client, ids)
+            admitted, worst = self._admit_batch(todo)
+            try:
+                ids = await self._submit(client, admitted) if admitted else []
+                failures = await self._collect(client, ids)
+            finally:
+                self.budget.release(worst)
+            if self.budget.stopped is not None:
+                raise BudgetExceeded(self.budget.stopped)
             todo = {k: v for k, v in todo.items() if self.cache.get(k) is None}
             failures = {k: failures.get(k, ("batch_incomplete", "no answer in the batch's output")) for k in todo}
         if todo:
@@ -570,6 +571,20 @@ class Teacher:
                 "answers already received are cached and will not be requested again"
             )
         return before
+
+    def _admit_batch(
+        self, todo: dict[str, tuple[ChatRequest, int]]
+    ) -> tuple[dict[str, tuple[ChatRequest, int]], float]:
+        """The requests of ``todo`` the budget lets out (in order, up to the first refused) and their reservation."""
+        admitted: dict[str, tuple[ChatRequest, int]] = {}
+        reserved = 0.0
+        for key, (req, attempt) in todo.items():
+            worst = self.budget.worst_case(req.messages, req.max_tokens or self.cfg.max_tokens)
+            if not self.budget.admit(worst):
+                break
+            admitted[key] = (req, attempt)
+            reserved += worst
+        return admitted, reserved
 
     async def _submit(self, client: openai.AsyncOpenAI, todo: dict[str, tuple[ChatRequest, int]]) -> list[str]:
         items = list(todo.items())

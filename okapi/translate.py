@@ -736,8 +736,10 @@ def table2_lengths(rows: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]
     return out
 
 
-def _token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
-    if not texts:
-        return []
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [len(ids) for ids in encoded]
+def _token_counts(tokenizer: Any, texts: list[str], chunk: int = 2048) -> list[int]:
+    # In chunks: the token ids of 158K rows at once held ~2.8 GB (benchmarks/paper_scale.py); only lengths are kept.
+    counts: list[int] = []
+    for start in range(0, len(texts), chunk):
+        encoded = tokenizer(texts[start : start + chunk], add_special_tokens=False)["input_ids"]
+        counts.extend(len(ids) for ids in encoded)
+    return counts

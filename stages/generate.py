@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--card", type=Path, help="the dataset card to write (default: README.md beside --out)")
-    p.add_argument("--cache", required=True, type=Path, help="teacher response cache (JSON Lines)")
+    p.add_argument("--cache", required=True, type=Path, help="teacher response cache (SQLite, okapi.cache)")
     p.add_argument("--metrics", required=True, type=Path)
     args = p.parse_args(argv)
     args.card = args.card or args.out.parent / "README.md"

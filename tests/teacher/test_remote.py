@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 from openai_server import FakeOpenAIServer
 
+from okapi.cache import read_cache
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BUCKET = "okapi-test"
 KEY_ID = "AKIAFAKEOKAPITEST"
 SECRET = "fake-secret-never-in-config"
-OUTS = ["data/instructions.parquet", "data/teacher_cache/gen.jsonl"]
+OUTS = ["data/instructions.parquet", "data/teacher_cache/gen.sqlite"]
 
 STAGE = textwrap.dedent(
     """
@@ -57,12 +59,12 @@ DVC_YAML = textwrap.dedent(
     """
     stages:
       gen:
-        cmd: python stage.py --out data/instructions.parquet --cache data/teacher_cache/gen.jsonl
+        cmd: python stage.py --out data/instructions.parquet --cache data/teacher_cache/gen.sqlite
         deps:
           - stage.py
         outs:
           - data/instructions.parquet
-          - data/teacher_cache/gen.jsonl:
+          - data/teacher_cache/gen.sqlite:
               persist: true
     """
 )
@@ -191,8 +193,7 @@ def test_pull_after_wiping_cache_restores_identical_outputs_and_nothing_reruns(p
     sent = len(teacher_server.requests)
     assert sent == 4
     before = project.snapshot()
-    cache_lines = before["data/teacher_cache/gen.jsonl"].decode().splitlines()
-    assert len(cache_lines) == 4
+    assert len(read_cache(project.path / "data/teacher_cache/gen.sqlite")) == 4
 
     shutil.rmtree(project.path / ".dvc" / "cache")
     for p in OUTS:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from openai_server import FakeOpenAIServer
 
+from okapi.cache import read_cache
 from okapi.config import ConfigError, from_dict
 from okapi.teacher import ChatRequest, ParseError, Teacher, TeacherConfig, TeacherFatalError, open_teacher
 
@@ -176,12 +177,12 @@ def test_sigkill_then_rerun_sends_no_duplicate_and_leaks_no_key(tmp_path, key):
             stderr=subprocess.PIPE,
         )
         for _ in range(200):  # wait until part of the work is done, then kill hard
-            if cache.exists() and len(cache.read_text().splitlines()) >= 10:
+            if cache.exists() and len(read_cache(cache)) >= 10:
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         _, err1 = proc.communicate()
-        done_before = len(cache.read_text().splitlines())
+        done_before = len(read_cache(cache))
         assert 0 < done_before < 40
         rerun = subprocess.run(
             [sys.executable, "-c", _CHILD, srv.base_url, str(cache)],
@@ -192,12 +193,11 @@ def test_sigkill_then_rerun_sends_no_duplicate_and_leaks_no_key(tmp_path, key):
         )
         assert rerun.stdout.strip() == "40"
         answered = Counter(json.dumps(r["messages"]) for r in srv.requests)
-    cached = [json.loads(line) for line in cache.read_text().splitlines()]
-    assert len({c["key"] for c in cached}) == 40
+    assert len(read_cache(cache)) == 40
     # A request may have been in flight at the kill, but nothing answered and cached was asked again.
     dupes = [m for m, n in answered.items() if n > 1]
     assert len(dupes) <= 2  # at most the max_concurrency requests in flight at the kill
-    assert CANARY not in cache.read_text()
+    assert CANARY.encode() not in cache.read_bytes()
     assert CANARY not in rerun.stdout + rerun.stderr + err1.decode()
     assert all(h == f"Bearer {CANARY}" for h in srv.auth_headers)
 
@@ -231,7 +231,7 @@ def test_batch_mode_answers_everything_and_a_rerun_sends_nothing(tmp_path, key):
             "temperature": 0.0,
         }
         assert batch["completion_window"] == "24h"
-        assert len(cache.read_text().splitlines()) == 10
+        assert len(read_cache(cache)) == 10
         assert not t.batch_state_path.exists()
         acc = t.account()
         assert acc["requests_sent"] == 10 and acc["batches"] == 1 and acc["prompt_tokens"] == 100
@@ -311,7 +311,7 @@ def test_batch_items_that_keep_failing_or_are_rejected_are_fatal(tmp_path, key):
         with pytest.raises(TeacherFatalError, match=r"1 request\(s\) kept failing in batches .*server_error"):
             t.run(reqs(2), ident)
         t.close()
-        assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1  # the good answer is kept
+        assert len(read_cache(tmp_path / "a.jsonl")) == 1  # the good answer is kept
 
         srv.batch_item_faults = ["400"]
         t = Teacher(bcfg(srv.base_url), srv.base_url, tmp_path / "b.jsonl")
@@ -319,7 +319,7 @@ def test_batch_items_that_keep_failing_or_are_rejected_are_fatal(tmp_path, key):
             t.run(reqs(2), ident)
         t.close()
         assert not t.batch_state_path.exists()
-        assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 1
+        assert len(read_cache(tmp_path / "b.jsonl")) == 1
 
 
 @pytest.mark.parametrize(("outcome", "words"), [("failed", "failed: model m is unknown"), ("cancelled", "cancelled")])
