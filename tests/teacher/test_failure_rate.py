@@ -4,7 +4,6 @@ output, and keeps the teacher cache so nothing that was paid for is lost."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from openai_server import FakeOpenAIServer
 from stagekit import ROOT, fake_teacher_params, run_stage
 
+from okapi.cache import read_cache
 from okapi.io import write_parquet
 from okapi.schemas import SAMPLES
 from okapi.teacher import TeacherConfig, TeacherFatalError, enforce_failure_rate
@@ -49,7 +49,7 @@ def _run(stage: str, args: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_generate_stops_when_nothing_usable_is_kept(tmp_path, server):
-    out, cache = tmp_path / "generated.parquet", tmp_path / "generate.jsonl"
+    out, cache = tmp_path / "generated.parquet", tmp_path / "generate.sqlite"
     proc = _run(
         "generate",
         [
@@ -62,7 +62,7 @@ def test_generate_stops_when_nothing_usable_is_kept(tmp_path, server):
     assert error.startswith("error: generate: requested instructions not kept: 12 of 12 (100%)"), error
     assert "teacher.max_failure_rate = 0.8" in error and "answer_rejected (6)" in error
     assert not out.exists() and not (tmp_path / "generate.json").exists()
-    assert len(cache.read_text().splitlines()) == 6  # every answer bought is in the cache for the rerun
+    assert len(read_cache(cache)) == 6  # every answer bought is in the cache for the rerun
 
 
 def test_rank_stops_when_the_rankings_do_not_parse(tmp_path, server):
@@ -71,7 +71,7 @@ def test_rank_stops_when_the_rankings_do_not_parse(tmp_path, server):
         for i in range(3)
     ]
     write_parquet(samples, tmp_path / "samples.parquet", SAMPLES)
-    cache = tmp_path / "rank-es.jsonl"
+    cache = tmp_path / "rank-es.sqlite"
     proc = _run(
         "rank",
         [
@@ -83,5 +83,4 @@ def test_rank_stops_when_the_rankings_do_not_parse(tmp_path, server):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "error: rank@es prompts: 3 of 3 (100%) were unusable" in proc.stderr
     assert not (tmp_path / "rank").exists() and not (tmp_path / "rank.json").exists()
-    assert cache.read_text().strip()
-    assert all(json.loads(line) for line in cache.read_text().splitlines())
+    assert read_cache(cache)  # the unusable answers were bought: they stay cached for a rerun
