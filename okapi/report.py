@@ -422,8 +422,9 @@ def plot_png(rows: list[Row], benchmark: str, model_order: list[str], metric: st
     pairs = [f"{a} vs {b}" for a, b in COMPARISONS if a in model_order and b in model_order]
     if pairs and any(row.tests for row in rows):
         ax.set_xlabel(
-            "* on a bar: significantly different at 95 % (paired test) from the model it is compared with: "
-            + ", ".join(pairs),
+            "* on a bar: significant at 95 % in a paired test against\nthe model it is compared with ("
+            + ", ".join(pairs)
+            + ")",
             fontsize=8,
         )
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

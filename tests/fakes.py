@@ -62,3 +62,19 @@ def toy_pairs(n: int) -> list[dict]:
         }
         for i in range(n)
     ]
+
+
+def distinct_tasks_answer(n: int, count: int = 4) -> str:
+    """A generation answer (GENERATION_SCHEMA's JSON) of ``count`` tasks that the ROUGE-L filter keeps apart: each
+    instruction is made of words no other call ``n`` or task uses."""
+    import json
+
+    tasks = [
+        {
+            "instruction": "Describe " + " ".join(f"w{n}x{i}y{k}" for k in range(6)) + " briefly.",
+            "input": "",
+            "output": f"It matters because of reason {i}.",
+        }
+        for i in range(count)
+    ]
+    return json.dumps({"tasks": tasks})

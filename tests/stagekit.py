@@ -60,3 +60,55 @@ def assert_one_clear_error(proc: subprocess.CompletedProcess, *words: str) -> st
     for w in words:
         assert w in lines[0], lines[0]
     return lines[0]
+
+
+# --- whole-pipeline tests: dvc and the stages in a git+DVC copy of the project ------------------------------------
+
+BIN = Path(sys.executable).parent  # the venv's dvc, git hooks' python
+
+
+def pipeline_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for ``dvc repro`` in a copy of the project: the venv's tools first, this checkout's okapi
+    importable, offline, DVC quiet with a private site cache, a git identity, one OpenMP thread, and no API key
+    unless ``extra`` sets one."""
+    env = dict(os.environ)
+    env.pop("OPENAI_API_KEY", None)
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=str(ROOT),
+        HF_HUB_OFFLINE="1",
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(tmp / "site_cache"),
+        OMP_NUM_THREADS="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
+    env.update(extra)
+    return env
+
+
+def run_checked(
+    cwd: Path, env: dict[str, str], *args: str, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (``dvc ...`` runs this venv's dvc module); with ``check``, a failure shows its output."""
+    cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def tiny_training(params: dict[str, Any], max_seq_length: int = 256) -> dict[str, Any]:
+    """``params`` with SFT, the reward model and PPO cut to a step or two on tiny models (in place; returned)."""
+    tiny_sft = {"num_train_epochs": 1.0, "batch_size": 2, "per_device_train_batch_size": 2}
+    params["sft"].update(tiny_sft, max_seq_length=max_seq_length)
+    params["sft_full"].update(tiny_sft, max_seq_length=max_seq_length, max_steps=1)
+    params["rm"].update(batch_size=2, per_device_train_batch_size=2, max_length=max_seq_length, eval_fraction=0.25)
+    params["ppo"].update(
+        top_layers=2, batch_size=2, mini_batch_size=2, max_new_tokens=4, max_steps=1, heldout_samples=1
+    )
+    return params

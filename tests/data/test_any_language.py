@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from fakes import distinct_tasks_answer
 from openai_server import FakeOpenAIServer
+from stagekit import ROOT, pipeline_env, run_checked, tiny_training
 
 from okapi import schemas
 from okapi.io import read_rows
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 _counter = itertools.count()
 _CODE_RE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
 # Written for this test ("This is a Japanese translation. The text was translated."): Han, Hiragana and Katakana;
@@ -39,16 +36,7 @@ def _japanese(value: str) -> str:
 def responder(messages: list[dict[str, str]]) -> str:
     first, last = messages[0]["content"], messages[-1]["content"]
     if "diverse task instructions" in first:
-        n = next(_counter)
-        tasks = [
-            {
-                "instruction": "Describe " + " ".join(f"w{n}x{i}y{k}" for k in range(6)) + " briefly.",
-                "input": "",
-                "output": f"It matters because of reason {i}.",
-            }
-            for i in range(4)
-        ]
-        return json.dumps({"tasks": tasks})
+        return distinct_tasks_answer(next(_counter))
     if "Translate the values" in first:
         assert "into Japanese" in first, first[:200]  # English is never sent for translation
         src = json.loads(first[first.index("\n\n{") + 2 :])
@@ -57,33 +45,6 @@ def responder(messages: list[dict[str, str]]) -> str:
         t = len(re.findall(r"^Response \d+: ", first, re.MULTILINE))
         return json.dumps({"ranks": list(range(t, 0, -1))})
     return "Instruction: a translated instruction. Input: <empty>. Response 1: a. Response 2: b."
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(ROOT),
-        DVC_NO_ANALYTICS="1",
-        DVC_SITE_CACHE_DIR=str(tmp / "site_cache"),
-        OMP_NUM_THREADS="1",
-        OPENAI_API_KEY="sk-test-any-language",
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    return env
-
-
-def _run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
 
 
 def _params(teacher_url: str) -> dict:
@@ -98,14 +59,7 @@ def _params(teacher_url: str) -> dict:
     params["translate"].update(limit=10, eval_limit=2, language_checks="enforce", langid=True, decontaminate="report")
     params["sample"].update(max_new_tokens=8)
     # The tiny tokenizer spells Japanese byte by byte (~3 tokens a character): room for a prompt and its response.
-    tiny_sft = {"num_train_epochs": 1.0, "batch_size": 2, "per_device_train_batch_size": 2, "max_seq_length": 512}
-    params["sft"].update(tiny_sft)
-    params["sft_full"].update(tiny_sft, max_steps=1)
-    params["rm"].update(batch_size=2, per_device_train_batch_size=2, max_length=512, eval_fraction=0.25)
-    params["ppo"].update(
-        top_layers=2, batch_size=2, mini_batch_size=2, max_new_tokens=4, max_steps=1, heldout_samples=1
-    )
-    return params
+    return tiny_training(params, max_seq_length=512)
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +76,13 @@ def project(tmp_path_factory, tiny_model_dir):
     shutil.copytree(tiny_model_dir, repo / "models" / "base")
     (repo / "metrics").mkdir()
     (repo / "metrics" / "base.json").write_text('{"n_layers": 6}\n')
-    env = _env(tmp)
+    env = pipeline_env(tmp, OPENAI_API_KEY="sk-test-any-language")
     with FakeOpenAIServer(responder) as teacher:
         (repo / "params.yaml").write_text(yaml.safe_dump(_params(teacher.base_url), sort_keys=False))
-        _run(repo, env, "git", "init", "-q")
-        _run(repo, env, "dvc", "init", "-q")
-        _run(repo, env, "dvc", "commit", "-f", "base")  # the tiny model stands in for the GGUF conversion
-        _run(repo, env, "dvc", "repro", "report")
+        run_checked(repo, env, "git", "init", "-q")
+        run_checked(repo, env, "dvc", "init", "-q")
+        run_checked(repo, env, "dvc", "commit", "-f", "base")  # the tiny model stands in for the GGUF conversion
+        run_checked(repo, env, "dvc", "repro", "report")
         yield {"repo": repo, "teacher": teacher}
 
 

@@ -5,9 +5,7 @@ tiny models, and a teacher that must receive no request at all."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,38 +13,11 @@ import pytest
 import yaml
 from openai_server import FakeOpenAIServer
 from released_fixture import release_tree, serve, write
+from stagekit import ROOT, pipeline_env, run_checked, tiny_training
 
 from okapi import schemas
 from okapi.io import read_rows
 from okapi.released import release_files
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(ROOT),
-        DVC_NO_ANALYTICS="1",
-        DVC_SITE_CACHE_DIR=str(tmp / "site_cache"),
-        OMP_NUM_THREADS="1",
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    env.pop("OPENAI_API_KEY", None)
-    return env
-
-
-def _run(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def _params(base_url: str, teacher_url: str) -> dict:
@@ -54,14 +25,7 @@ def _params(base_url: str, teacher_url: str) -> dict:
     params["languages"] = {"vi": {}}
     params["released"].update(use=True, base_url=f"{base_url}/datasets", eval_base_url=f"{base_url}/okapi-eval")
     params["teacher"].update(backend="openai", base_url=teacher_url, model="m", max_retries=0, timeout_s=5.0)
-    tiny_sft = {"num_train_epochs": 1.0, "batch_size": 2, "per_device_train_batch_size": 2, "max_seq_length": 256}
-    params["sft"].update(tiny_sft)
-    params["sft_full"].update(tiny_sft, max_steps=1)
-    params["rm"].update(batch_size=2, per_device_train_batch_size=2, max_length=256, eval_fraction=0.25)
-    params["ppo"].update(
-        top_layers=2, batch_size=2, mini_batch_size=2, max_new_tokens=4, max_steps=1, heldout_samples=1
-    )
-    return params
+    return tiny_training(params)
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +47,16 @@ def released_project(tmp_path_factory, tiny_model_dir):
     shutil.copytree(tiny_model_dir, repo / "models" / "base")
     (repo / "metrics").mkdir()
     (repo / "metrics" / "base.json").write_text('{"n_layers": 6}\n')
-    env = _env(tmp)
+    env = pipeline_env(tmp)
     with serve(srv_root) as server, FakeOpenAIServer(lambda messages: "unused") as teacher:
         params = _params(server.base_url, teacher.base_url)
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        _run(repo, env, "git", "init", "-q")
-        _run(repo, env, "dvc", "init", "-q")
-        _run(repo, env, "dvc", "commit", "-f", "base")  # the tiny model stands in for the GGUF conversion
-        fetched = _run(repo, env, sys.executable, "-m", "okapi.released", "fetch", "--lang", "vi")
-        _run(repo, env, "git", "add", "-A")
-        _run(repo, env, "git", "commit", "-qm", "released data for vi")
+        run_checked(repo, env, "git", "init", "-q")
+        run_checked(repo, env, "dvc", "init", "-q")
+        run_checked(repo, env, "dvc", "commit", "-f", "base")  # the tiny model stands in for the GGUF conversion
+        fetched = run_checked(repo, env, sys.executable, "-m", "okapi.released", "fetch", "--lang", "vi")
+        run_checked(repo, env, "git", "add", "-A")
+        run_checked(repo, env, "git", "commit", "-qm", "released data for vi")
         yield {
             "repo": repo,
             "env": env,
@@ -113,13 +77,13 @@ def test_fetch_imports_every_file_with_its_url_recorded(released_project):
         assert stage["deps"][0]["path"].endswith(served.relative_to(srv).as_posix())
         assert stage["deps"][0]["path"].startswith("http://127.0.0.1:")
     # A second fetch finds the .dvc files and imports nothing twice.
-    again = _run(repo, released_project["env"], sys.executable, "-m", "okapi.released", "fetch", "--lang", "vi")
+    again = run_checked(repo, released_project["env"], sys.executable, "-m", "okapi.released", "fetch", "--lang", "vi")
     assert "imported 0 file(s), 8 already present" in again.stdout
 
 
 def test_repro_from_released_data_sends_no_teacher_request(released_project):
     repo, env = released_project["repo"], released_project["env"]
-    _run(repo, env, "dvc", "repro", "ppo@vi", "evaluate@vi")
+    run_checked(repo, env, "dvc", "repro", "ppo@vi", "evaluate@vi")
     assert released_project["teacher"].requests == []
 
     pairs = read_rows(repo / "data" / "rankings" / "vi" / "pairs.parquet", schemas.PAIRS)
@@ -140,14 +104,14 @@ def test_repro_from_released_data_sends_no_teacher_request(released_project):
     results = json.loads((repo / "metrics" / "eval" / "vi.json").read_text())
     for model in ("base", "sft", "rlhf"):  # scored on the released ARC / HellaSwag / MMLU files
         assert sorted(results[model]) == ["arc", "hellaswag", "mmlu"]
-    status = _run(repo, env, "dvc", "status", "ppo@vi", "evaluate@vi")
+    status = run_checked(repo, env, "dvc", "status", "ppo@vi", "evaluate@vi")
     assert "up to date" in status.stdout
 
 
 def test_fetch_from_an_unreachable_server_fails_with_one_message_and_keeps_what_is_there(released_project, tmp_path):
     repo, env = released_project["repo"], released_project["env"]
     before = sorted(p.relative_to(repo).as_posix() for p in (repo / "data" / "released").rglob("*"))
-    proc = _run(
+    proc = run_checked(
         repo,
         env,
         sys.executable,
@@ -177,7 +141,7 @@ def test_fetch_undoes_the_import_of_a_git_lfs_pointer(released_project):
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:6b7d\nsize 151259802\n")
     base = released_project["server"].base_url
     args = ["-m", "okapi.released", "fetch", "--lang", "es", "--what", "ranking", "--base-url", f"{base}/datasets"]
-    proc = _run(repo, env, sys.executable, *args, check=False)
+    proc = run_checked(repo, env, sys.executable, *args, check=False)
     assert proc.returncode == 2
     assert "served a Git LFS pointer, not the data" in proc.stderr
     target = repo / "data" / "released" / "multilingual-ranking-data-42k" / "es.json"
@@ -190,7 +154,7 @@ def test_released_stage_names_the_file_and_field_of_a_bad_record(released_projec
     params = tmp_path / "params.yaml"
     params.write_text((released_project["repo"] / "params.yaml").read_text())
     out = tmp_path / "out"
-    proc = _run(
+    proc = run_checked(
         tmp_path,
         released_project["env"],
         sys.executable,
@@ -218,11 +182,11 @@ def test_push_and_pull_bring_the_released_files_back_without_their_source(releas
     repo, env = released_project["repo"], released_project["env"]
     files = [repo / "data" / "released" / rel for rel in release_files("vi")]
     before = {f: f.read_bytes() for f in files}
-    _run(repo, env, "dvc", "remote", "add", "-f", "-d", "store", str(tmp_path / "remote"))
-    _run(repo, env, "dvc", "push")
+    run_checked(repo, env, "dvc", "remote", "add", "-f", "-d", "store", str(tmp_path / "remote"))
+    run_checked(repo, env, "dvc", "push")
     released_project["server"].shutdown()  # the release's URLs are unreachable from here on
     shutil.rmtree(repo / ".dvc" / "cache")
     for f in files:
         f.unlink()
-    _run(repo, env, "dvc", "pull", *[str(f.relative_to(repo)) + ".dvc" for f in files])
+    run_checked(repo, env, "dvc", "pull", *[str(f.relative_to(repo)) + ".dvc" for f in files])
     assert {f: f.read_bytes() for f in files} == before

@@ -5,7 +5,6 @@ in-context examples from those seeds plus the project's 30 Okapi-category ones."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,29 +13,10 @@ import pytest
 import yaml
 from openai_server import FakeOpenAIServer
 from released_fixture import serve
+from stagekit import ROOT, pipeline_env
 
 from okapi.io import read_rows
 from okapi.schemas import INSTRUCTIONS
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(ROOT),
-        DVC_NO_ANALYTICS="1",
-        DVC_SITE_CACHE_DIR=str(tmp / "site_cache"),
-        HF_HUB_OFFLINE="1",
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    env.pop("OPENAI_API_KEY", None)
-    return env
 
 
 def _run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +49,7 @@ def project(tmp_path_factory):
     (srv / "bad.jsonl").write_text("\n".join(bad) + "\n")
     repo = tmp / "repo"
     repo.mkdir()
-    env = _env(tmp)
+    env = pipeline_env(tmp)
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
     with serve(srv) as server:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fakes import distinct_tasks_answer
 from openai_server import FakeOpenAIServer
 from stagekit import ROOT, fake_teacher_params, run_stage
 
@@ -25,17 +26,7 @@ def responder(messages):
     first = messages[0]["content"]
     last = messages[-1]["content"]
     if "diverse task instructions" in first:
-        n = next(_counter)
-        # Distinct made-up words keep the tasks apart under the ROUGE-L filter.
-        tasks = [
-            {
-                "instruction": "Describe " + " ".join(f"w{n}x{i}y{k}" for k in range(6)) + " briefly.",
-                "input": "",
-                "output": f"It matters because of reason {i}.",
-            }
-            for i in range(4)
-        ]
-        return json.dumps({"tasks": tasks})
+        return distinct_tasks_answer(next(_counter))
     if "Translate the values" in first:
         src = json.loads(first[first.index("{") : first.rindex("}") + 1])
         return json.dumps({k: f"{v} (traducido)" for k, v in src.items()})
