@@ -42,7 +42,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from openai_server import JSONHandler  # noqa: E402
 
 LANG = "vi"
 PAPER = {"pool": 52_002, "generate": 106_000, "arc": 1_172, "hellaswag": 10_042, "mmlu": 14_042}
@@ -130,22 +132,7 @@ def _serve(conn: Any, latency: float, jitter: float, fault_rate: float, seed: in
     def tokens(text: str) -> int:
         return len(enc.encode(text, disallowed_special=())) if text else 0
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JSONHandler):
         def do_GET(self) -> None:
             since = float(self.path.partition("since=")[2] or 0)
             with lock:

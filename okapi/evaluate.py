@@ -40,26 +40,8 @@ from okapi.config import ConfigError, check, check_choices
 from okapi.hub import apply_offline_policy, is_hub_id
 from okapi.io import DataError, atomic_dir, read_rows, write_json, write_jsonl
 from okapi.languages import get_language
-from okapi.protocols import (  # noqa: F401  (re-exported: the lm_eval_okapi record functions lived here)
-    PROTOCOL_NAMES,
-    SHOT_SPLIT,
-    ProtocolName,
-    arc_doc,
-    clean_text,
-    get_protocol,
-    hellaswag_doc,
-    mmlu_doc,
-    shots_for,
-)
-from okapi.schemas import (  # noqa: F401  (re-exported for callers that imported them from here)
-    BENCHMARK_SCHEMA,
-    BENCHMARKS,
-    LETTERS,
-    MMLU_OPTIONS,
-    OPTION_FIELDS,
-    record_name,
-    record_problem,
-)
+from okapi.protocols import PROTOCOL_NAMES, SHOT_SPLIT, ProtocolName, get_protocol, shots_for
+from okapi.schemas import BENCHMARK_SCHEMA, BENCHMARKS, record_name, record_problem
 
 if TYPE_CHECKING:  # heavy imports stay out of module import: validation and --help need no torch
     from lm_eval.api.model import LM

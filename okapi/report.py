@@ -78,19 +78,11 @@ class Row:
     paper: list[float | None] = field(default_factory=list)  # the paper's number per model, when compared
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def _language(code: str, where: str) -> None:
     try:
         get_language(code)
     except UnknownLanguageError as err:
         raise DataError(f"{where}: {err}") from err
-
-
-def _value(results: dict, lang: str, model: str, benchmark: str, metric: str) -> float | None:
-    return cell_of(results, lang, model, benchmark, metric).value
 
 
 def benchmarks_in(results: dict) -> list[str]:

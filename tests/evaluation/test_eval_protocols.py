@@ -14,6 +14,7 @@ import okapi.evaluate as ev
 from okapi.config import ConfigError
 from okapi.import_eval import import_benchmark
 from okapi.io import DataError
+from okapi.protocols import hellaswag_doc
 
 LANG = "vi"
 SHOTS = 25  # the authors' ARC and MMLU shots
@@ -208,7 +209,7 @@ def test_leaderboard_hellaswag_takes_10_shots_from_a_train_split(imported, tiny_
     # Each shot ends with its gold ending, cleaned like the continuations.
     for shot in shots:
         i = int(shot.split(":")[0].removeprefix("Train"))
-        assert shot.endswith(" " + ev.hellaswag_doc(train[i])["choices"][i % 4])
+        assert shot.endswith(" " + hellaswag_doc(train[i])["choices"][i % 4])
     assert docs[0]["context"].endswith("\n\nCooking. Fry eggs: A cook cracks 0 eggs. Then he")
 
 

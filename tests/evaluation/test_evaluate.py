@@ -14,17 +14,16 @@ from okapi import schemas
 from okapi.config import ConfigError, from_dict
 from okapi.evaluate import (
     EvalConfig,
-    arc_doc,
     evaluate_model,
     evaluate_models,
     load_benchmark_file,
     load_lm,
     main,
-    mmlu_doc,
     run_task,
     write_task_yaml,
 )
 from okapi.io import DataError, read_jsonl, write_parquet
+from okapi.protocols import arc_doc, mmlu_doc
 from okapi.schemas import MULTIPLE_CHOICE
 
 # Records written for these tests: 3- and 5-option ARC items, WikiHow-style [tags], stray whitespace, an empty
@@ -397,39 +396,19 @@ def test_config_ranges_and_unknown_keys():
 
 
 def test_cli_bad_input_is_one_error_and_exit_code_2(tmp_path, tiny_model_dir, capsys):
+    def cli(lang: str, data: Path) -> int:
+        out = str(tmp_path / "o.json")
+        return main(
+            ["--model", str(tiny_model_dir), "--benchmark", "arc", "--lang", lang, "--data", str(data), "--out", out]
+        )
+
     path = bad("arc", tmp_path, answer="E")
-    code = main(
-        [
-            "--model",
-            str(tiny_model_dir),
-            "--benchmark",
-            "arc",
-            "--lang",
-            "vi",
-            "--data",
-            str(path.parent),
-            "--out",
-            str(tmp_path / "o.json"),
-        ]
-    )
+    code = cli("vi", path.parent)
     err = capsys.readouterr().err
     assert code == 2
     assert "id='a2'" in err and "'answer'" in err and "Traceback" not in err
     assert not (tmp_path / "o.json").exists()
-    code = main(
-        [
-            "--model",
-            str(tiny_model_dir),
-            "--benchmark",
-            "arc",
-            "--lang",
-            "xx",
-            "--data",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "o.json"),
-        ]
-    )
+    code = cli("xx", tmp_path)
     assert code == 2 and "unknown language code 'xx'" in capsys.readouterr().err
 
 
