@@ -38,7 +38,16 @@ log = logging.getLogger(__name__)
 
 # Published sizes used when a stage's inputs do not exist yet (modelled rows say so).
 ALPACA_SIZE = 52_002  # tatsu-lab/alpaca, train split
-BENCHMARK_SIZES = {"arc": 1_172, "hellaswag": 10_042, "mmlu": 14_042}  # ARC-Challenge test, HellaSwag val, MMLU test
+# ARC-Challenge test, HellaSwag val, MMLU test; the shot splits a protocol translates too: ARC-Challenge train,
+# MMLU dev (5 per subject), HellaSwag train.
+BENCHMARK_SIZES = {
+    "arc": 1_172,
+    "hellaswag": 10_042,
+    "mmlu": 14_042,
+    "arc_train": 1_119,
+    "mmlu_dev": 285,
+    "hellaswag_train": 39_905,
+}
 # Without a previous generate run's metrics: the share of requested new tasks that survive parsing, the quality
 # filters and ROUGE-L (a modelling assumption, shown in the row's note; a run's metrics replace it).
 ASSUMED_KEEP_RATE = 0.5
@@ -319,14 +328,20 @@ def _translate_items(ctx: Context, lang: str) -> tuple[list[tuple[tuple[str, dic
 
 
 def estimate_translate(ctx: Context, lang: str) -> StageEstimate:
-    """translate@<lang>: instructions (real or modelled) and the three benchmarks."""
-    from okapi.eval_sources import BENCHMARKS
+    """translate@<lang>: instructions (real or modelled), the three benchmarks and the shot splits the evaluation
+    protocol draws from (the same keys as the stage: okapi.protocols.shot_splits)."""
+    from okapi.eval_sources import BENCHMARKS, benchmark_of
     from okapi.languages import get_language
+    from okapi.protocols import shot_splits
     from okapi.teacher import ChatRequest
     from okapi.translate import _eval_fields, _schema, build_messages
 
     cfg = ctx.section("translate", lang)
+    if get_language(lang).is_source:
+        return StageEstimate(note="the source language: rows and benchmarks pass through, no request")
     name = get_language(lang).name
+    ecfg = ctx.section("evaluate", lang)
+    shot_keys = [f"{b}_{split}" for b, split in shot_splits(ecfg.protocol, ecfg.benchmarks, ecfg.num_fewshot).items()]
     cache = f"data/teacher_cache/translate-{lang}.sqlite"
     est = StageEstimate()
     items, note = _translate_items(ctx, lang)
@@ -350,24 +365,26 @@ def estimate_translate(ctx: Context, lang: str) -> StageEstimate:
 
     modelled = note.startswith("modelled")
     _count_requests(ctx, est, requests(items), cache, lang, completion)
-    for bench in BENCHMARKS:
-        local = ctx.path(EVAL_SOURCES) / f"{bench}.jsonl"
-        if bench not in cfg.eval_sources and local.is_file():
+    for key in (*BENCHMARKS, *shot_keys):
+        bench = benchmark_of(key)
+        local = ctx.path(EVAL_SOURCES) / f"{key}.jsonl"
+        if key not in cfg.eval_sources and local.is_file():
             records = read_jsonl(local)
             records = records[: cfg.eval_limit] if cfg.eval_limit is not None else records
             pairs = [((f"{bench}-{i}", _eval_fields(bench, r, i + 1)), 1) for i, r in enumerate(records)]
             _count_requests(ctx, est, requests(pairs), cache, lang, completion)
-            notes.append(f"{bench}: {len(pairs)} from {EVAL_SOURCES}")
+            notes.append(f"{key}: {len(pairs)} from {EVAL_SOURCES}")
             continue
         # A hub source (not read offline): its published size, lengths from the committed English records.
-        n = BENCHMARK_SIZES[bench] if cfg.eval_limit is None else min(cfg.eval_limit, BENCHMARK_SIZES[bench])
-        shapes = read_jsonl(local) if local.is_file() else []
+        n = BENCHMARK_SIZES[key] if cfg.eval_limit is None else min(cfg.eval_limit, BENCHMARK_SIZES[key])
+        shape_file = ctx.path(EVAL_SOURCES) / f"{bench}.jsonl"
+        shapes = read_jsonl(shape_file) if shape_file.is_file() else []
         if not shapes:
-            notes.append(f"{bench}: no local records to model lengths from; not counted")
+            notes.append(f"{key}: no local records to model lengths from; not counted")
             continue
         pairs = _spread([(f"{bench}-{i}", _eval_fields(bench, r, i + 1)) for i, r in enumerate(shapes)], n)
         _count_requests(ctx, est, requests(pairs), cache, lang, completion)
-        notes.append(f"{bench}: modelled {n} (published size), local record lengths")
+        notes.append(f"{key}: modelled {n} (published size), local record lengths")
         modelled = True
     est.source = "modelled" if modelled else "real"
     est.note = "; ".join(notes).replace("instructions modelled: ", "instructions: ")
@@ -413,13 +430,15 @@ def _rank_samples(ctx: Context, lang: str) -> tuple[list[tuple[dict[str, Any], i
 
 
 def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
-    """rank@<lang>: turn 1 (translate to English) and turn 2 (rank) for every sample."""
-    from okapi.ranking import build_turn1, build_turn2
+    """rank@<lang>: turn 1 (translate to English) and turn 2 (rank) for every sample; English: the ranking alone."""
+    from okapi.languages import get_language
+    from okapi.ranking import build_source_ranking, build_turn1, build_turn2
     from okapi.ranking import ranking_schema as _rs
     from okapi.teacher import ChatRequest, cache_key
 
     cfg = ctx.section("rank", lang)
     tcfg = ctx.teacher(lang)
+    source = get_language(lang).is_source
     cache = f"data/teacher_cache/rank-{lang}.sqlite"
     samples, note = _rank_samples(ctx, lang)
     modelled = note.startswith("modelled")
@@ -433,20 +452,23 @@ def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
     for s, n in samples:
         if len(s["responses"]) < 2 or any(not r.strip() for r in s["responses"]):
             continue
-        messages = build_turn1(s["instruction"], s["input"], s["responses"])
-        req1 = ChatRequest(key=s["id"], messages=messages, max_tokens=cfg.max_tokens)
-        # The English version of the instruction, input and responses: as many words as the listed part, at
-        # English's ~4 tokens per 3 words (the listed part itself may be in a script that costs far more).
-        listed = messages[-1]["content"].split("\n\n", 1)[-1]
-        english_tokens = round(len(listed.split()) * ENGLISH_TOKENS_PER_WORD)
-        english = answers.get(cache_key(tcfg, req1, 0))
-        if english is not None:
-            est.cached += n
-            english_tokens = 0  # the real answer is in the turn-2 prompt below
-        else:
-            est.add(ctx.tokens.messages(messages), english_tokens, n)
         t = len(s["responses"])
-        messages2 = build_turn2(messages, english or "", num_responses=t, structured=cfg.structured)
+        english_tokens = 0
+        if source:  # English samples: the stage sends no turn 1, only the ranking
+            messages2 = build_source_ranking(s["instruction"], s["input"], s["responses"], structured=cfg.structured)
+        else:
+            messages = build_turn1(s["instruction"], s["input"], s["responses"])
+            req1 = ChatRequest(key=s["id"], messages=messages, max_tokens=cfg.max_tokens)
+            # The English version of the instruction, input and responses: as many words as the listed part, at
+            # English's ~4 tokens per 3 words (the listed part itself may be in a script that costs far more).
+            listed = messages[-1]["content"].split("\n\n", 1)[-1]
+            english = answers.get(cache_key(tcfg, req1, 0))
+            if english is not None:
+                est.cached += n  # the real answer is in the turn-2 prompt below
+            else:
+                english_tokens = round(len(listed.split()) * ENGLISH_TOKENS_PER_WORD)
+                est.add(ctx.tokens.messages(messages), english_tokens, n)
+            messages2 = build_turn2(messages, english or "", num_responses=t, structured=cfg.structured)
         req2 = ChatRequest(
             key=s["id"], messages=messages2, schema=_rs(t) if cfg.structured else None, max_tokens=cfg.max_tokens
         )

@@ -147,6 +147,28 @@ def test_missing_inputs_are_modelled_and_said_so(workspace):
     assert out["generate"]["source"] == "modelled" and out["generate"]["requests"] > 0
 
 
+def test_estimate_follows_the_stage_for_english_and_for_the_protocols_shot_splits(workspace):
+    path = _params(workspace, "http://127.0.0.1:9/v1")
+    raw = yaml.safe_load(path.read_text())
+    raw["languages"] = {"es": {}, "en": {}}
+    raw["evaluate"]["protocol"] = "okapi_paper"  # ARC shots from train, MMLU shots from dev: translated too
+    path.write_text(yaml.safe_dump(raw))
+    for key in ("arc_train", "mmlu_dev"):  # local English shot splits, as data/eval_sources/<key>.jsonl
+        shutil.copy(
+            workspace / f"data/eval_sources/{key.split('_')[0]}.jsonl", workspace / f"data/eval_sources/{key}.jsonl"
+        )
+    params = load_params(path)
+    gen_rows = params.section_global("generate").num_instructions
+    seeds = sum(1 for line in (workspace / "data/seeds/seed_tasks.jsonl").read_text().splitlines() if line.strip())
+    out = estimate(params, workspace, words())["stages"]
+    # translate@es: 3 records of each benchmark and of each shot split (eval_limit 3), as the stage sends them.
+    assert out["translate@es"]["requests"] == seeds + gen_rows + 3 * 3 + 2 * 3
+    assert "arc_train: 3 from data/eval_sources" in out["translate@es"]["note"]
+    # English: translate sends nothing, and rank sends the ranking alone (no translation turn).
+    assert out["translate@en"]["requests"] == 0
+    assert out["rank@en"]["requests"] * 2 == out["rank@es"]["requests"]
+
+
 def test_cli_writes_the_issue_shape_with_an_exact_offline_openai_tokenizer(workspace):
     params = _params(workspace, "http://127.0.0.1:9/v1")
     raw = yaml.safe_load(params.read_text())
