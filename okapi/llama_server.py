@@ -1,4 +1,4 @@
-"""The embedded teacher: llama-cpp-python's OpenAI-compatible server on 127.0.0.1, started around a stage.
+"""The embedded teacher: llama-cpp-python's OpenAI-compatible servers on 127.0.0.1, started around a stage.
 
 So the stages have a single code path -- the one real users take with OpenAI, vLLM or Ollama -- and the
 embedded default needs no key and no network.
@@ -15,8 +15,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx  # installed with openai
 
@@ -50,66 +51,82 @@ def _free_port() -> int:
 
 
 @contextmanager
-def llama_server(
+def llama_servers(
     model_path: Path,
     model_alias: str,
     *,
+    servers: int = 2,
     n_ctx: int = 4096,
-    n_threads: int = 2,
+    n_threads: int = 1,
     startup_timeout_s: float = 120.0,
-) -> Iterator[str]:
-    """Start ``python -m llama_cpp.server`` on a free loopback port, yield its base_url, stop it afterwards."""
+) -> Iterator[list[str]]:
+    """Start ``servers`` llama-cpp-python servers side by side (each on its own loopback port), yield their
+    base_urls once all answer, stop them all afterwards.
+
+    llama-cpp-python's server answers one request at a time; several single-threaded servers are how the embedded
+    teacher answers several at once (measured: README, Performance).
+    """
     if importlib.util.find_spec("llama_cpp") is None:
         raise EmbeddedServerError(
             "teacher.backend is embedded but llama-cpp-python is not installed; "
             "install it with: pip install 'llama-cpp-python[server]'"
         )
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model_path),
-        "--model_alias",
-        model_alias,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(n_ctx),
-        "--n_threads",
-        str(n_threads),
-        "--verbose",
-        "False",
-    ]
-    with tempfile.TemporaryFile(mode="w+") as server_log:
-        # llama.cpp's OpenMP threads spin-wait by default; with any other busy process on a 2-core machine that
-        # made generation ~25x slower (1.2 vs 28 tokens/s measured). Passive waiting costs little when idle.
-        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
-        try:
+    # llama.cpp's OpenMP threads spin-wait by default; with any other busy process on a 2-core machine that made
+    # generation ~25x slower (1.2 vs 28 tokens/s measured). Passive waiting costs little when idle.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    with ExitStack() as stack:
+        started: list[tuple[subprocess.Popen, str, Any]] = []
+        for _ in range(servers):
+            port = _free_port()
+            base_url = f"http://127.0.0.1:{port}/v1"
+            cmd = [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model_path),
+                "--model_alias",
+                model_alias,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                str(n_ctx),
+                "--n_threads",
+                str(n_threads),
+                "--verbose",
+                "False",
+            ]
+            server_log = stack.enter_context(tempfile.TemporaryFile(mode="w+"))
+            proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
+            stack.callback(_stop, proc)
+            started.append((proc, base_url, server_log))
+        # All load their model at once; then each must answer before the stage sends anything.
+        for proc, base_url, server_log in started:
             _wait_ready(proc, base_url, startup_timeout_s, server_log)
-            log.info("embedded teacher %s serving at %s", model_alias, base_url)
-            try:
-                yield base_url
-            except Exception as err:  # noqa: BLE001 -- re-raised; a dead server explains the failure better
+        urls = [base_url for _, base_url, _ in started]
+        log.info("embedded teacher %s serving at %s", model_alias, ", ".join(urls))
+        try:
+            yield urls
+        except Exception as err:  # noqa: BLE001 -- re-raised; a dead server explains the failure better
+            for proc, _, server_log in started:
                 if proc.poll() is not None:
                     server_log.seek(0)
                     raise EmbeddedServerError(
-                        f"the embedded llama.cpp server died during the stage (exit code {proc.returncode}); "
+                        f"an embedded llama.cpp server died during the stage (exit code {proc.returncode}); "
                         f"last lines of its log:\n{server_log.read()[-1500:]}"
                     ) from err
-                raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            raise
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_ready(proc: subprocess.Popen, base_url: str, timeout_s: float, server_log) -> None:

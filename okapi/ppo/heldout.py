@@ -37,8 +37,9 @@ def sequence_kl(
     out = []
     for i in range(0, ids.shape[0], cfg.mini_batch_size):
         sl = slice(i, i + cfg.mini_batch_size)
-        logits, _ = policy(ids[sl], attn[sl], pos[sl], start)
-        ref_logits, _ = policy(ids[sl], attn[sl], pos[sl], start, reference=True)
+        trunk = policy.trunk(ids[sl], attn[sl], pos[sl])
+        logits, _ = policy(ids[sl], attn[sl], pos[sl], start, trunk=trunk)
+        ref_logits, _ = policy(ids[sl], attn[sl], pos[sl], start, reference=True, trunk=trunk)
         logp = torch.log_softmax(logits.float() / cfg.temperature, dim=-1)
         ref_logp = torch.log_softmax(ref_logits.float() / cfg.temperature, dim=-1)
         per_state = (logp.exp() * (logp - ref_logp)).sum(-1)

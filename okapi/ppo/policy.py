@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,19 @@ from okapi.io import replace_dir
 from okapi.modeling import decoder_layers, trainable_top_layers
 from okapi.ppo.config import VALUE_HEAD_FILE
 from okapi.training import tmp_dir
+
+log = logging.getLogger(__name__)
+
+
+class _TrunkDone(Exception):
+    """Raised by the capture hook once the frozen trunk's output is in hand: the top blocks need not run."""
+
+
+class _Skip(nn.Module):
+    """Stands in for a frozen trunk block while its output is replayed: returns the hidden states it is given."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return args[0] if args else kwargs["hidden_states"]
 
 
 class PolicyWithValue(nn.Module):
@@ -41,6 +57,11 @@ class PolicyWithValue(nn.Module):
         ]
         self.ref_params: dict[str, torch.Tensor] = {}
         self.snapshot_reference()
+        self._layers = layers
+        self._first_top = n - top_layers
+        # Whether replaying the trunk's output gives the full forward's logits for this architecture: checked once
+        # on real inputs (check_trunk_replay); None until then, and the full forward is used.
+        self.trunk_replay: bool | None = None
 
     def snapshot_reference(self) -> None:
         """Freeze a copy of the current top blocks as the reference policy (call after moving devices)."""
@@ -50,6 +71,80 @@ class PolicyWithValue(nn.Module):
     def parameters_to_train(self) -> list[nn.Parameter]:
         return [*self.trainable, *self.value_head.parameters()]
 
+    # -- the frozen trunk, computed once per batch --------------------------------------------------------------
+    # Only the top blocks train, so the hidden states entering them are the same for the rollout's policy pass, its
+    # reference pass and every PPO epoch's update. trunk() computes them once; forward(..., trunk=h) feeds them to
+    # the top blocks with the trunk blocks skipped (inputs_embeds = h). That holds for architectures whose blocks
+    # take the embeddings as they are (Llama, Mistral, Qwen, ...); check_trunk_replay() compares both paths on
+    # real inputs once and turns the replay off where they differ (e.g. BLOOM's embedding norm).
+    @torch.no_grad()
+    def trunk(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The hidden states entering the first trained block [B, T, H], or None when replay is off."""
+        if not self.trunk_replay:
+            return None
+        return self._run_trunk(input_ids, attention_mask, position_ids)
+
+    def _run_trunk(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        captured: dict[str, torch.Tensor] = {}
+
+        def grab(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            captured["h"] = args[0] if args else kwargs["hidden_states"]
+            raise _TrunkDone
+
+        handle = self._layers[self._first_top].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                self.lm.base_model(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                )
+        except _TrunkDone:
+            pass
+        finally:
+            handle.remove()
+        return captured["h"].detach()
+
+    @torch.no_grad()
+    def check_trunk_replay(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, response_start: int
+    ) -> bool:
+        """Compare the replayed and the full forward on these inputs (once); replay only where they agree."""
+        if self.trunk_replay is None:
+            full, full_v = self(input_ids, attention_mask, position_ids, response_start)
+            try:
+                h = self._run_trunk(input_ids, attention_mask, position_ids)
+                fast, fast_v = self(input_ids, attention_mask, position_ids, response_start, trunk=h)
+                tol = 1e-3 * max(1.0, float(full.abs().max()))
+                same = fast.shape == full.shape and bool(
+                    (fast.float() - full.float()).abs().max() <= tol and (fast_v - full_v).abs().max() <= tol
+                )
+            except Exception as err:  # noqa: BLE001 -- any failure of the shortcut means: do not use it
+                log.info("PPO trunk replay unavailable for %s (%s)", type(self.lm).__name__, err)
+                same = False
+            self.trunk_replay = same
+            log.info(
+                "PPO: %s",
+                "the frozen trunk runs once per batch (replay checked against the full forward)"
+                if same
+                else f"full forward for every pass ({type(self.lm).__name__}: trunk replay differs)",
+            )
+        return bool(self.trunk_replay)
+
+    @contextmanager
+    def _trunk_skipped(self) -> Iterator[None]:
+        saved = list(self._layers[: self._first_top])
+        skip = _Skip()
+        for i in range(self._first_top):
+            self._layers[i] = skip
+        try:
+            yield
+        finally:
+            for i, layer in enumerate(saved):
+                self._layers[i] = layer
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -57,24 +152,33 @@ class PolicyWithValue(nn.Module):
         position_ids: torch.Tensor,
         response_start: int,
         reference: bool = False,
+        trunk: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, values) at the positions that predict the response tokens [B, R, V] and [B, R]."""
+        """(logits, values) at the positions that predict the response tokens [B, R, V] and [B, R].
+
+        ``trunk``: the hidden states entering the first trained block (from :meth:`trunk`); the frozen blocks are
+        then skipped."""
         base = self.lm.base_model
-        kwargs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "position_ids": position_ids,
-            "use_cache": False,
-        }
-        if reference:
-            out = torch.func.functional_call(base, self.ref_params, args=(), kwargs=kwargs, strict=False)
+        kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids, "use_cache": False}
+        if trunk is None:
+            kwargs["input_ids"] = input_ids
         else:
-            out = base(**kwargs)
+            kwargs["inputs_embeds"] = trunk
+        with self._trunk_skipped() if trunk is not None else _nothing():
+            if reference:
+                out = torch.func.functional_call(base, self.ref_params, args=(), kwargs=kwargs, strict=False)
+            else:
+                out = base(**kwargs)
         # Slice before the LM head: logits are only needed where response tokens are predicted.
         hidden = out.last_hidden_state[:, response_start - 1 : -1]
         logits = self.lm.get_output_embeddings()(hidden)
         values = self.value_head(hidden).squeeze(-1)
         return logits, values
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def save_policy(policy: PolicyWithValue, tokenizer: Any, out_dir: Path) -> None:

@@ -45,6 +45,7 @@ class Rollout:
     advantages: torch.Tensor
     returns: torch.Tensor
     texts: list[str] = field(default_factory=list)
+    trunk: torch.Tensor | None = None  # [B, P + R, H] hidden states entering the trained blocks (None: full forward)
 
 
 def sequence_inputs(
@@ -71,13 +72,18 @@ def make_rollout(
     ids, attn, pos = sequence_inputs(prompt_ids, prompt_mask, responses, mask)
     start = prompt_ids.shape[1]
     maskf = mask.float()
-    old_logp, ref_logp, old_values = [], [], []
+    first = slice(0, cfg.mini_batch_size)
+    policy.check_trunk_replay(ids[first], attn[first], pos[first], start)
+    old_logp, ref_logp, old_values, trunks = [], [], [], []
     for i in range(0, ids.shape[0], cfg.mini_batch_size):
         sl = slice(i, i + cfg.mini_batch_size)
-        logits, values = policy(ids[sl], attn[sl], pos[sl], start)
+        # The frozen trunk once for the policy pass, the reference pass and every update epoch (policy.trunk).
+        trunk = policy.trunk(ids[sl], attn[sl], pos[sl])
+        trunks.append(trunk)
+        logits, values = policy(ids[sl], attn[sl], pos[sl], start, trunk=trunk)
         old_logp.append(logprobs_of(logits / cfg.temperature, responses[sl]))
         old_values.append(values.float())
-        ref_logits, _ = policy(ids[sl], attn[sl], pos[sl], start, reference=True)
+        ref_logits, _ = policy(ids[sl], attn[sl], pos[sl], start, reference=True, trunk=trunk)
         ref_logp.append(logprobs_of(ref_logits / cfg.temperature, responses[sl]))
     old_lp = torch.cat(old_logp) * maskf
     ref_lp = torch.cat(ref_logp) * maskf
@@ -86,8 +92,23 @@ def make_rollout(
     advantages, returns = gae(rewards, values, maskf, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = whiten(advantages, maskf)
+    trunk_all = torch.cat(trunks) if trunks and trunks[0] is not None else None
     return Rollout(
-        ids, attn, pos, start, responses, mask, old_lp, ref_lp, values, scores.float(), rewards, kl, advantages, returns
+        ids,
+        attn,
+        pos,
+        start,
+        responses,
+        mask,
+        old_lp,
+        ref_lp,
+        values,
+        scores.float(),
+        rewards,
+        kl,
+        advantages,
+        returns,
+        trunk=trunk_all,
     )
 
 
@@ -112,6 +133,7 @@ def ppo_update(
                     rollout.attention_mask[idx],
                     rollout.position_ids[idx],
                     rollout.response_start,
+                    trunk=None if rollout.trunk is None else rollout.trunk[idx],
                 )
             logits = logits.float() / cfg.temperature
             logp = logprobs_of(logits, rollout.responses[idx])

@@ -62,6 +62,37 @@ def test_answers_are_cached_and_a_rerun_sends_nothing(tmp_path, key):
         assert t.account()["prompt_tokens"] == 100
 
 
+def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
+    """The embedded teacher's shape: N equal servers that answer one request at a time. Every request is answered
+    once, both servers work, and neither ever has two requests at once (max_concurrency is for one URL only)."""
+    import threading
+
+    in_flight: Counter[int] = Counter()
+    peak: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def tracking(index):
+        def respond(messages):
+            with lock:
+                in_flight[index] += 1
+                peak[index] = max(peak[index], in_flight[index])
+            time.sleep(0.02)
+            with lock:
+                in_flight[index] -= 1
+            return "answer: " + messages[-1]["content"]
+
+        return respond
+
+    with FakeOpenAIServer(tracking(0)) as a, FakeOpenAIServer(tracking(1)) as b:
+        t = Teacher(cfg(a.base_url, max_concurrency=8), [a.base_url, b.base_url], tmp_path / "c.sqlite")
+        out = t.run(reqs(20), ident)
+        t.close()
+    assert [o.value for o in out] == [f"answer: q{i}" for i in range(20)]
+    assert len(a.requests) + len(b.requests) == 20
+    assert len(a.requests) >= 5 and len(b.requests) >= 5
+    assert peak == {0: 1, 1: 1}
+
+
 def test_transient_faults_are_retried_by_cause(tmp_path, key):
     with FakeOpenAIServer(echo, hang_s=3.0) as srv:
         srv.faults = ["429", "500", "hang", "drop", "badjson", "empty"]

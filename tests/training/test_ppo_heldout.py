@@ -79,3 +79,69 @@ def test_ppo_with_a_heldout_slice_reports_the_final_policys_kl(tiny_model_dir: P
     assert metrics["kl_last_rollout"] == history[-1]["kl"]
     assert math.isfinite(metrics["kl"]) and metrics["kl"] > 0  # the trained policy, not the first rollout
     assert math.isfinite(metrics["mean_reward_sft_heldout"]) and math.isfinite(metrics["mean_reward_ppo_heldout"])
+
+
+def _batch(lm, tok):
+    from okapi.ppo.rollout import sequence_inputs
+
+    ids, pmask = encode_prompts(
+        tok, [format_prompt("Say hi.", None), format_prompt("Give three tips.", "x")], torch.device("cpu")
+    )
+    torch.manual_seed(0)
+    resp = generate(lm, tok, ids, pmask, max_new_tokens=5, temperature=1.0, top_p=1.0)
+    mask = response_mask(resp, eos_ids(lm, tok), tok.pad_token_id)
+    full_ids, attn, pos = sequence_inputs(ids, pmask, resp, mask)
+    return full_ids, attn, pos, ids.shape[1]
+
+
+def test_trunk_replay_gives_the_full_forwards_logits_values_and_gradients(tiny_model_dir: Path) -> None:
+    """The frozen trunk computed once and replayed into the top blocks: the same policy and reference logits and
+    values as the full forward, and the same gradients for the trained blocks."""
+    lm, tok = load_causal_lm(tiny_model_dir, for_training=False)
+    policy = PolicyWithValue(lm, top_layers=2)
+    with torch.no_grad():
+        decoder_layers(lm)[-1].mlp.down_proj.weight.add_(0.1)  # the policy moved away from its reference
+        policy.value_head.weight.normal_()
+    ids, attn, pos, start = _batch(lm, tok)
+    assert policy.trunk(ids, attn, pos) is None  # off until checked
+    assert policy.check_trunk_replay(ids, attn, pos, start)
+    trunk = policy.trunk(ids, attn, pos)
+    assert trunk is not None and trunk.shape == (*ids.shape, lm.config.hidden_size)
+    for reference in (False, True):
+        full_logits, full_values = policy(ids, attn, pos, start, reference=reference)
+        fast_logits, fast_values = policy(ids, attn, pos, start, reference=reference, trunk=trunk)
+        assert torch.allclose(fast_logits, full_logits, atol=1e-5)
+        assert torch.allclose(fast_values, full_values, atol=1e-5)
+    assert len(decoder_layers(lm)) == 6 and all(type(b).__name__ != "_Skip" for b in decoder_layers(lm))
+    grads = []
+    for kw in ({}, {"trunk": trunk}):
+        policy.zero_grad(set_to_none=True)
+        logits, values = policy(ids, attn, pos, start, **kw)
+        (logits.float().logsumexp(-1).mean() + values.mean()).backward()
+        grads.append([p.grad.clone() for p in policy.parameters_to_train()])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads, strict=True))
+
+
+def test_trunk_replay_is_turned_off_where_the_embeddings_are_not_the_blocks_input(tmp_path: Path) -> None:
+    """BLOOM (the paper's model) normalises inputs_embeds before its first block, so replaying the trunk would
+    normalise twice: the check finds the difference and every pass runs the full forward."""
+    from tiny import build_tokenizer
+    from transformers import BloomConfig, BloomForCausalLM
+
+    tok = build_tokenizer(tmp_path)
+    torch.manual_seed(0)
+    cfg = BloomConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        n_layer=4,
+        n_head=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    BloomForCausalLM(cfg).save_pretrained(tmp_path)
+    lm, tok = load_causal_lm(tmp_path, for_training=False)
+    policy = PolicyWithValue(lm, top_layers=2)
+    ids, attn, pos, start = _batch(lm, tok)
+    assert not policy.check_trunk_replay(ids, attn, pos, start)
+    assert policy.trunk(ids, attn, pos) is None
