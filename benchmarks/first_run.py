@@ -1,0 +1,105 @@
+"""A newcomer's first run, timed: fresh clone of HEAD, `make repro` (set-up + whole embedded pipeline), per stage.
+
+    python benchmarks/first_run.py                 # cold: new venv, pip cache off (PIP_NO_CACHE_DIR), compile
+    python benchmarks/first_run.py --reuse-venv    # pipeline only: the clone borrows this checkout's .venv
+    python benchmarks/first_run.py --runs 3 --json out.json
+
+Each run clones the repository's HEAD into a temporary folder (no DVC cache, no teacher cache, no outputs) and runs
+`make repro` there with a timestamp on every line of its output. Set-up is the time until DVC starts its first
+stage; each stage's time runs from its "Running stage" line to the next one (the last stage's to the end). It then
+says whether the run reproduced the committed metrics (every metrics/**/*.json, numbers compared exactly) -- the
+clone's own committed files are the reference, so the comparison is meaningful only when HEAD's dvc.lock and
+metrics come from the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_LINE = re.compile(r"Running stage '([^']+)'")
+
+
+def _metrics(folder: Path) -> dict[str, object]:
+    return {
+        str(p.relative_to(folder)): json.loads(p.read_text())
+        for p in sorted((folder / "metrics").rglob("*.json"))
+        if "/live/" not in str(p)
+    }
+
+
+def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="okapi-first-run-"))
+    clone = work / "okapi"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    reference = _metrics(clone)
+    env = {**os.environ, "PIP_NO_CACHE_DIR": "1"}
+    if reuse_venv:
+        (clone / ".venv").symlink_to(ROOT / ".venv")
+    t0 = time.monotonic()
+    stages: list[tuple[str, float]] = []
+    log_lines: list[str] = []
+    proc = subprocess.Popen(
+        ["make", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        now = time.monotonic() - t0
+        log_lines.append(f"{now:8.1f} {line.rstrip()}")
+        m = STAGE_LINE.search(line)
+        if m:
+            stages.append((m.group(1), now))
+            print(f"{now:7.1f} s  {m.group(1)}", flush=True)
+    rc = proc.wait()
+    total = time.monotonic() - t0
+    (work / "make_repro.log").write_text("\n".join(log_lines) + "\n")
+    per_stage = {
+        name: round((stages[i + 1][1] if i + 1 < len(stages) else total) - start, 1)
+        for i, (name, start) in enumerate(stages)
+    }
+    produced = _metrics(clone) if rc == 0 else {}
+    differing = sorted(k for k in set(reference) | set(produced) if reference.get(k) != produced.get(k))
+    result = {
+        "returncode": rc,
+        "total_s": round(total, 1),
+        "setup_s": round(stages[0][1], 1) if stages else None,
+        "pipeline_s": round(total - stages[0][1], 1) if stages else None,
+        "stages_s": per_stage,
+        "metrics_files": len(produced),
+        "metrics_differing": differing,
+        "log": str(work / "make_repro.log"),
+    }
+    if not keep:
+        shutil.rmtree(clone, ignore_errors=True)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--reuse-venv", action="store_true", help="borrow this checkout's .venv (pipeline time only)")
+    ap.add_argument("--keep", action="store_true", help="keep the clone (its outputs) after the run")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args()
+    results = []
+    for i in range(args.runs):
+        print(f"run {i + 1}/{args.runs}", flush=True)
+        res = one_run(args.reuse_venv, args.keep)
+        results.append(res)
+        print(json.dumps(res, indent=1), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0 if all(r["returncode"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
