@@ -50,6 +50,10 @@ def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
     log_lines: list[str] = []
     # Borrowing a venv skips set-up: make would rebuild it (the clone's requirements.txt is newer than the venv).
     cmd = ["sh", "-c", "make remote && .venv/bin/dvc repro"] if reuse_venv else ["make", "repro"]
+    if reuse_venv:  # as the Makefile does: the stages' `python` is the venv's
+        env.update(
+            PATH=f"{clone / '.venv' / 'bin'}{os.pathsep}{env['PATH']}", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"
+        )
     proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
