@@ -15,6 +15,7 @@ metrics come from the same code.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -80,6 +81,8 @@ def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
         "stages_s": per_stage,
         "metrics_files": len(produced),
         "metrics_differing": differing,
+        # Equal digests across runs: the runs reproduced each other (whatever HEAD's committed metrics are).
+        "metrics_digest": hashlib.sha256(json.dumps(produced, sort_keys=True).encode()).hexdigest()[:16],
         "log": str(work / "make_repro.log"),
     }
     if not keep:
