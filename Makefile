@@ -45,8 +45,10 @@ repro: remote
 	$(MAKE) -j2 $(VENV)/.embedded
 	$(VENV)/bin/dvc repro
 
+# One pytest worker per core (pytest-xdist), each with one thread: on 2 cores 4 min 5 s instead of 7-8 min serially
+# (the stage subprocesses the tests start inherit the one thread).
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n auto
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check okapi stages tests benchmarks

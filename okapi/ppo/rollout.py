@@ -127,13 +127,15 @@ def ppo_update(
         for i in range(0, n, cfg.mini_batch_size):
             idx = order[i : i + cfg.mini_batch_size]
             m = maskf[idx]
+            # The frozen trunk's replayed output when the rollout has it (PolicyWithValue.trunk).
+            replay = {} if rollout.trunk is None else {"trunk": rollout.trunk[idx]}
             with accelerator.autocast():
                 logits, values = policy(
                     rollout.input_ids[idx],
                     rollout.attention_mask[idx],
                     rollout.position_ids[idx],
                     rollout.response_start,
-                    trunk=None if rollout.trunk is None else rollout.trunk[idx],
+                    **replay,
                 )
             logits = logits.float() / cfg.temperature
             logp = logprobs_of(logits, rollout.responses[idx])
