@@ -331,8 +331,10 @@ class Teacher:
         fmt = response_format(self.cfg.dialect, req.schema)
         if fmt is not None:
             body["response_format"] = fmt
-        if attempt:
-            body["seed"] = attempt
+        # A seed of the request's own (from its cache key, which includes the attempt): a sampled answer then
+        # depends on the request alone, not on which server took it or what that server answered before. Without
+        # it two embedded servers made generate (temperature 1) differ from run to run.
+        body["seed"] = int(self.cache_key(req, attempt)[:8], 16) & 0x7FFFFFFF
         return body
 
     async def _run_all(
