@@ -323,7 +323,7 @@ class Teacher:
     def _temperature(self, req: ChatRequest, attempt: int) -> float:
         return _temperature(self.cfg, req, attempt)
 
-    def _body(self, req: ChatRequest, attempt: int) -> dict[str, Any]:
+    def _body(self, req: ChatRequest, attempt: int, key: str) -> dict[str, Any]:
         """The chat-completions request body (the same online and in a batch input line)."""
         body: dict[str, Any] = {
             "model": self.cfg.model,
@@ -337,7 +337,7 @@ class Teacher:
         # A seed of the request's own (from its cache key, which includes the attempt): a sampled answer then
         # depends on the request alone, not on which server took it or what that server answered before. Without
         # it two embedded servers made generate (temperature 1) differ from run to run.
-        body["seed"] = int(self.cache_key(req, attempt)[:8], 16) & 0x7FFFFFFF
+        body["seed"] = int(key[:8], 16) & 0x7FFFFFFF
         return body
 
     async def _run_all(
@@ -400,7 +400,7 @@ class Teacher:
                     if not self.budget.admit(worst):
                         return None
                     try:
-                        reply = await self._send(client, req, attempt)
+                        reply = await self._send(client, req, attempt, key)
                     finally:
                         self.budget.release(worst)
                 finally:
@@ -448,8 +448,8 @@ class Teacher:
         )
         bar.update(1)
 
-    async def _send(self, client: openai.AsyncOpenAI, req: ChatRequest, attempt: int) -> _Reply:
-        return await self._call("the chat endpoint", self._post_chat, client, self._body(req, attempt))
+    async def _send(self, client: openai.AsyncOpenAI, req: ChatRequest, attempt: int, key: str) -> _Reply:
+        return await self._call("the chat endpoint", self._post_chat, client, self._body(req, attempt, key))
 
     async def _post_chat(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> _Reply:
         self.stats["sent"] += 1
@@ -627,7 +627,12 @@ class Teacher:
             chunk = items[start : start + self.cfg.batch_max_requests]
             lines = [
                 json.dumps(
-                    {"custom_id": key, "method": "POST", "url": "/v1" + _CHAT_PATH, "body": self._body(req, attempt)},
+                    {
+                        "custom_id": key,
+                        "method": "POST",
+                        "url": "/v1" + _CHAT_PATH,
+                        "body": self._body(req, attempt, key),
+                    },
                     ensure_ascii=False,
                 )
                 for key, (req, attempt) in chunk
