@@ -42,6 +42,18 @@ from tqdm import tqdm
 from okapi.budget import Budget, check_price, price_for
 from okapi.cache import Reply as _Reply
 from okapi.cache import ResponseCache
+from okapi.chat_http import (
+    CHAT_PATH,
+    AiohttpPoster,
+    ChatConnectionError,
+    ChatFailure,
+    ChatPoster,
+    ChatTimeout,
+    HTTPStatusError,
+    InvalidBody,
+    SdkPoster,
+    from_sdk,
+)
 from okapi.config import ConfigError, check, check_choices
 from okapi.io import write_json
 
@@ -51,7 +63,6 @@ T = TypeVar("T")
 API_KEY_ENV = "OPENAI_API_KEY"
 # llama.cpp's server ignores the key, but the openai package insists on one.
 _LOCAL_PLACEHOLDER_KEY = "sk-local-no-key"
-_CHAT_PATH = "/chat/completions"
 _BATCH_FINAL = ("completed", "failed", "expired", "cancelled")
 
 
@@ -95,8 +106,9 @@ class TeacherConfig:
     """Requests in flight at once at base_url. The embedded backend ignores it: one request per server
     (teacher.embedded.servers), since llama-cpp-python's server answers one at a time."""
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
-    """The HTTP transport under the openai client: aiohttp (the SDK's aiohttp option, its C HTTP parser: less CPU
-    per request, README Performance) or httpx (the SDK's default)."""
+    """How chat requests are sent (okapi.chat_http): aiohttp (a plain POST of the OpenAI protocol on aiohttp, about
+    half the client CPU per request: README, Performance) or httpx (through the openai SDK's own client). The Batch
+    API's calls always go through the SDK."""
     timeout_s: float = 300.0
     """Seconds one request may take before it is retried."""
     max_retries: int = 6
@@ -194,10 +206,6 @@ class TeacherFatalError(RuntimeError):
 
 class BudgetExceeded(TeacherFatalError):
     """The next request could cross teacher.budget_usd: nothing more was sent, every answer bought is cached."""
-
-
-class _InvalidBody(ValueError):
-    """A 200 answer without usable content; retried like a server error."""
 
 
 class ParseError(ValueError):
@@ -343,23 +351,20 @@ class Teacher:
     async def _run_all(
         self, requests: list[ChatRequest], parse: Callable[[str], Any], desc: str, max_attempts: int
     ) -> list[Outcome]:
-        api_key = os.environ.get(API_KEY_ENV) if self.cfg.backend == "openai" else _LOCAL_PLACEHOLDER_KEY
-        clients = [
-            openai.AsyncOpenAI(
-                base_url=url,
-                api_key=api_key or _LOCAL_PLACEHOLDER_KEY,
-                timeout=self.cfg.timeout_s,
-                max_retries=0,  # retries are ours: counted by cause, with jitter, honouring Retry-After
-                http_client=_http_client(self.cfg.http_client),
-            )
-            for url in self.base_urls
-        ]
-        # A slot is a client a request may use now; waiting requests take the slots in order (asyncio's queue is
+        api_key = (os.environ.get(API_KEY_ENV) if self.cfg.backend == "openai" else None) or _LOCAL_PLACEHOLDER_KEY
+        per_url = self.cfg.max_concurrency if len(self.base_urls) == 1 else 1
+        if self.cfg.mode == "batch":
+            posters: list[ChatPoster] = []
+        elif self.cfg.http_client == "aiohttp":
+            posters = [AiohttpPoster(u, api_key, self.cfg.timeout_s, per_url, _ssl_context()) for u in self.base_urls]
+        else:
+            posters = [SdkPoster(self._sdk_client(u, api_key)) for u in self.base_urls]
+        # A slot is a poster a request may use now; waiting requests take the slots in order (asyncio's queue is
         # FIFO), so with several servers each request goes to the first one that is free.
-        slots: asyncio.Queue[openai.AsyncOpenAI] = asyncio.Queue()
-        for _ in range(self.cfg.max_concurrency if len(clients) == 1 else 1):
-            for client in clients:
-                slots.put_nowait(client)
+        slots: asyncio.Queue[ChatPoster] = asyncio.Queue()
+        for _ in range(per_url):
+            for poster in posters:
+                slots.put_nowait(poster)
         # In a log file (dvc repro, CI) a bar redrawn per request drowns everything else.
         bar = tqdm(total=len(requests), desc=desc, unit="req", leave=False, mininterval=0.1 if _tty() else 30.0)
         if self.cfg.mode == "online" and self.batch_state_path.exists():
@@ -368,7 +373,11 @@ class Teacher:
             )
         try:
             if self.cfg.mode == "batch":
-                return await self._run_batched(clients[0], requests, parse, max_attempts, bar)
+                client = self._sdk_client(self.base_url, api_key)
+                try:
+                    return await self._run_batched(client, requests, parse, max_attempts, bar)
+                finally:
+                    await client.close()
             tasks = [self._answer(slots, req, parse, max_attempts, bar) for req in requests]
             # A request refused by the budget ends its task at once; those in flight finish and are cached.
             answered = await asyncio.gather(*tasks)
@@ -377,12 +386,12 @@ class Teacher:
             return [o for o in answered if o is not None]
         finally:
             bar.close()
-            for client in clients:
-                await client.close()
+            for poster in posters:
+                await poster.close()
 
     async def _answer(
         self,
-        slots: asyncio.Queue[openai.AsyncOpenAI],
+        slots: asyncio.Queue[ChatPoster],
         req: ChatRequest,
         parse: Callable[[str], Any],
         max_attempts: int,
@@ -393,18 +402,18 @@ class Teacher:
             key = self.cache_key(req, attempt)
             reply = self._cached(key)
             if reply is None:
-                client = await slots.get()
+                poster = await slots.get()
                 try:
                     # Reserved inside the slot: only requests about to go out hold a share of the budget.
                     worst = self.budget.worst_case(req.messages, req.max_tokens or self.cfg.max_tokens)
                     if not self.budget.admit(worst):
                         return None
                     try:
-                        reply = await self._send(client, req, attempt, key)
+                        reply = await self._send(poster, req, attempt, key)
                     finally:
                         self.budget.release(worst)
                 finally:
-                    slots.put_nowait(client)
+                    slots.put_nowait(poster)
                 self._store(key, reply)
             outcome = self._judge(req, attempt, reply.text, parse, max_attempts)
             if outcome is not None:
@@ -448,69 +457,38 @@ class Teacher:
         )
         bar.update(1)
 
-    async def _send(self, client: openai.AsyncOpenAI, req: ChatRequest, attempt: int, key: str) -> _Reply:
-        return await self._call("the chat endpoint", self._post_chat, client, self._body(req, attempt, key))
+    def _sdk_client(self, base_url: str, api_key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=self.cfg.timeout_s,
+            max_retries=0,  # retries are ours: counted by cause, with jitter, honouring Retry-After
+            http_client=openai.DefaultAsyncHttpxClient(verify=_ssl_context()),
+        )
 
-    async def _post_chat(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> _Reply:
+    async def _send(self, poster: ChatPoster, req: ChatRequest, attempt: int, key: str) -> _Reply:
+        return await self._call("the chat endpoint", self._post_chat, poster, self._body(req, attempt, key))
+
+    async def _post_chat(self, poster: ChatPoster, body: dict[str, Any]) -> _Reply:
         self.stats["sent"] += 1
-        # The raw post skips the SDK's per-call TypedDict transform and pydantic model building (~0.7 ms of CPU per
-        # request, a quarter of the client's): at a few hundred requests/s the one event loop is the bottleneck.
-        # Only the bearer key, as the SDK's own chat call sends (its default would add an admin key from the env).
-        options: dict[str, Any] = {"security": {"bearer_auth": True}}
-        resp = await client.post(_CHAT_PATH, body=body, cast_to=httpx.Response, options=options)
-        return _reply_from_body(resp.json())
+        return _reply_from_body(await poster.post(body))
 
     async def _call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """``await fn(*args, **kwargs)`` with our retries: counted by cause, backoff with jitter, Retry-After."""
         cause: str = "unknown"
         last_conn: Exception | None = None
         for retry in range(self.cfg.max_retries + 1):
-            wait: float | None = None
             try:
                 return await fn(*args, **kwargs)
-            except openai.RateLimitError as err:
-                cause, wait = "rate_limit", _retry_after(err.response)
-            except openai.InternalServerError:
-                cause = "server_error"
-            except openai.APITimeoutError as err:
-                if _refused_or_dropped(err):
-                    cause, last_conn = "connection", err
-                else:
-                    cause = "timeout"
-            except openai.APIConnectionError as err:
-                cause, last_conn = "connection", err
-            except (openai.APIResponseValidationError, json.JSONDecodeError, _InvalidBody):
-                cause = "invalid_body"
-            except openai.AuthenticationError as err:
-                raise TeacherFatalError(
-                    f"the teacher at {self.base_url} rejected the API key (HTTP 401); check {API_KEY_ENV}"
-                ) from err
-            except openai.PermissionDeniedError as err:
-                raise TeacherFatalError(
-                    f"the teacher at {self.base_url} denied access (HTTP 403) for model {self.cfg.model!r}"
-                ) from err
-            except openai.NotFoundError as err:
-                if what == "the chat endpoint":
-                    raise TeacherFatalError(
-                        f"the teacher at {self.base_url} does not know model {self.cfg.model!r} or the chat endpoint "
-                        "(HTTP 404); check teacher.model and teacher.base_url"
-                    ) from err
-                raise TeacherFatalError(
-                    f"the teacher at {self.base_url} answered HTTP 404 to {what}; teacher.mode batch needs a server "
-                    f"with the Batch API (/files, /batches): {_short(err)}"
-                ) from err
-            except openai.BadRequestError as err:
-                raise TeacherFatalError(
-                    f"the teacher at {self.base_url} rejected a request to {what} as malformed (HTTP 400): "
-                    f"{_short(err)}"
-                ) from err
-            except openai.APIStatusError as err:
-                if err.status_code >= 500:
-                    cause = "server_error"
-                else:
-                    raise TeacherFatalError(
-                        f"the teacher at {self.base_url} answered HTTP {err.status_code} to {what}: {_short(err)}"
-                    ) from err
+            except openai.APIError as err:  # the Batch API's calls and the httpx poster
+                failure = from_sdk(err)
+                if isinstance(failure, openai.APIError):
+                    raise
+            except (HTTPStatusError, ChatTimeout, ChatConnectionError, InvalidBody, json.JSONDecodeError) as err:
+                failure = err
+            cause, wait = self._cause(what, failure)
+            if cause == "connection":
+                last_conn = failure
             self.retries[cause] += 1
             if retry == self.cfg.max_retries:
                 break
@@ -520,12 +498,51 @@ class Teacher:
         if cause == "connection":
             raise TeacherFatalError(
                 f"cannot reach the teacher at {self.base_url} after {self.cfg.max_retries + 1} tries "
-                f"({type(last_conn).__name__}); check teacher.base_url and that the server is running"
+                f"({last_conn}); check teacher.base_url and that the server is running"
             )
         raise TeacherFatalError(
             f"the teacher at {self.base_url} kept failing ({cause}) on {what} after {self.cfg.max_retries + 1} "
             "tries; answers already received are cached and will not be requested again"
         )
+
+    def _cause(self, what: str, failure: ChatFailure | json.JSONDecodeError) -> tuple[str, float | None]:
+        """A failure's retry cause and the wait the server asked for; TeacherFatalError if retrying cannot help."""
+        if isinstance(failure, ChatTimeout):
+            return "timeout", None
+        if isinstance(failure, ChatConnectionError):
+            return "connection", None
+        if not isinstance(failure, HTTPStatusError):
+            return "invalid_body", None
+        status, message = failure.status, failure.message
+        if status == 429:
+            return "rate_limit", failure.retry_after
+        if status >= 500:
+            return "server_error", None
+        if status == 401:
+            raise TeacherFatalError(
+                f"the teacher at {self.base_url} rejected the API key (HTTP 401); check {API_KEY_ENV}"
+            ) from failure
+        if status == 403:
+            raise TeacherFatalError(
+                f"the teacher at {self.base_url} denied access (HTTP 403) for model {self.cfg.model!r}"
+            ) from failure
+        if status == 404 and what == "the chat endpoint":
+            raise TeacherFatalError(
+                f"the teacher at {self.base_url} does not know model {self.cfg.model!r} or the chat endpoint "
+                "(HTTP 404); check teacher.model and teacher.base_url"
+            ) from failure
+        if status == 404:
+            raise TeacherFatalError(
+                f"the teacher at {self.base_url} answered HTTP 404 to {what}; teacher.mode batch needs a server "
+                f"with the Batch API (/files, /batches): {message}"
+            ) from failure
+        if status == 400:
+            raise TeacherFatalError(
+                f"the teacher at {self.base_url} rejected a request to {what} as malformed (HTTP 400): {message}"
+            ) from failure
+        raise TeacherFatalError(
+            f"the teacher at {self.base_url} answered HTTP {status} to {what}: {message}"
+        ) from failure
 
     def _backoff(self, retry: int) -> float:
         base = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2**retry))
@@ -630,7 +647,7 @@ class Teacher:
                     {
                         "custom_id": key,
                         "method": "POST",
-                        "url": "/v1" + _CHAT_PATH,
+                        "url": "/v1" + CHAT_PATH,
                         "body": self._body(req, attempt, key),
                     },
                     ensure_ascii=False,
@@ -727,7 +744,7 @@ class Teacher:
         if status == 200:
             try:
                 reply = _reply_from_body(body)
-            except _InvalidBody as err:
+            except InvalidBody as err:
                 failures[key] = ("invalid_body", str(err))
                 return
             if self.cache.get(key) is None:
@@ -771,39 +788,16 @@ class Teacher:
 
 
 def _reply_from_body(body: Any) -> _Reply:
-    """A chat-completion JSON body (online or a batch output line's body) as a reply; _InvalidBody if unusable."""
+    """A chat-completion JSON body (online or a batch output line's body) as a reply; InvalidBody if unusable."""
     try:
         text = body["choices"][0]["message"]["content"]
         usage = body.get("usage") or {}
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
-        raise _InvalidBody(f"answer is not a chat completion ({type(err).__name__})") from err
+        raise InvalidBody(f"answer is not a chat completion ({type(err).__name__})") from err
     if not isinstance(text, str):
-        raise _InvalidBody("answer has no message content")
+        raise InvalidBody("answer has no message content")
     return _Reply(text, prompt, completion)
-
-
-def _refused_or_dropped(err: BaseException) -> bool:
-    """Whether a "timeout" is really a refused or dropped connection. The SDK's aiohttp transport maps every
-    aiohttp.ClientConnectionError that is not a timeout (refused, reset, server disconnected) to httpx's
-    ConnectTimeout; the aiohttp error under it tells the two apart."""
-    import aiohttp
-
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, (aiohttp.ServerTimeoutError, aiohttp.SocketTimeoutError, TimeoutError)):
-            return False
-        if isinstance(seen, aiohttp.ClientConnectionError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _http_client(kind: str) -> httpx.AsyncClient:
-    """The openai SDK's own client with its defaults (timeouts, connection limits), on the chosen transport."""
-    if kind == "aiohttp":
-        return openai.DefaultAioHttpClient(verify=_ssl_context())
-    return openai.DefaultAsyncHttpxClient(verify=_ssl_context())
 
 
 @functools.cache
@@ -814,23 +808,6 @@ def _ssl_context() -> ssl.SSLContext:
 
 def _tty() -> bool:
     return sys.stderr.isatty()
-
-
-def _retry_after(response: httpx.Response | None) -> float | None:
-    if response is None:
-        return None
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _short(err: openai.APIStatusError) -> str:
-    msg = getattr(err, "message", "") or str(err)
-    return msg[:300]
 
 
 def enforce_failure_rate(

@@ -82,6 +82,7 @@ class FakeOpenAIServer:
         self.faults: list[str] = []
         self.requests: list[dict[str, Any]] = []  # bodies of chat requests answered successfully or not
         self.auth_headers: list[str] = []
+        self.chat_calls: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every chat request
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}  # id -> the batch object as last returned
         self.batch_polls = 2  # a batch completes on its batch_polls-th retrieve
@@ -127,6 +128,7 @@ class FakeOpenAIServer:
                 with server._lock:
                     server.requests.append(body)
                     server.auth_headers.append(self.headers.get("Authorization", ""))
+                    server.chat_calls.append((path, {k.lower(): v for k, v in self.headers.items()}))
                     fault = server.faults.pop(0) if server.faults else None
                 if server.latency_s:
                     time.sleep(server.latency_s)

@@ -93,10 +93,40 @@ def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
     assert peak == {0: 1, 1: 1}
 
 
-def test_transient_faults_are_retried_by_cause(tmp_path, key):
+TRANSPORTS = pytest.mark.parametrize("http", ["aiohttp", "httpx"])
+
+
+@TRANSPORTS
+def test_both_transports_send_the_same_request(tmp_path, key, monkeypatch, http):
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-test")
+    with FakeOpenAIServer(echo) as srv:
+        t = Teacher(cfg(srv.base_url, http_client=http), srv.base_url, tmp_path / "cache.sqlite")
+        req = ChatRequest(key="r", messages=[{"role": "user", "content": "q"}], schema={"type": "object"})
+        out = t.run([req], ident)
+        t.close()
+    assert out[0].value == "answer: q"
+    assert srv.requests == [
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "q"}],
+            "max_tokens": 512,
+            "temperature": 0.0,
+            "response_format": {"type": "json_object", "schema": {"type": "object"}},
+            "seed": srv.requests[0]["seed"],
+        }
+    ]
+    path, headers = srv.chat_calls[0]
+    assert path == "/v1/chat/completions"
+    assert headers["authorization"] == f"Bearer {CANARY}"
+    assert headers["content-type"] == "application/json"
+    assert headers["openai-project"] == "proj-test"
+
+
+@TRANSPORTS
+def test_transient_faults_are_retried_by_cause(tmp_path, key, http):
     with FakeOpenAIServer(echo, hang_s=3.0) as srv:
         srv.faults = ["429", "500", "hang", "drop", "badjson", "empty"]
-        c = cfg(srv.base_url, max_concurrency=1, timeout_s=0.5)
+        c = cfg(srv.base_url, max_concurrency=1, timeout_s=0.5, http_client=http)
         t = Teacher(c, srv.base_url, tmp_path / "cache.jsonl")
         out = t.run(reqs(3), ident)
         t.close()
@@ -109,20 +139,22 @@ def test_transient_faults_are_retried_by_cause(tmp_path, key):
     assert retries["invalid_body"] == 2
 
 
+@TRANSPORTS
 @pytest.mark.parametrize(("fault", "words"), [("401", "API key"), ("404", "does not know model")])
-def test_fatal_errors_stop_without_retry(tmp_path, key, fault, words):
+def test_fatal_errors_stop_without_retry(tmp_path, key, fault, words, http):
     with FakeOpenAIServer(echo) as srv:
         srv.faults = [fault]
-        t = Teacher(cfg(srv.base_url, max_concurrency=1), srv.base_url, tmp_path / "cache.jsonl")
+        t = Teacher(cfg(srv.base_url, max_concurrency=1, http_client=http), srv.base_url, tmp_path / "cache.jsonl")
         with pytest.raises(TeacherFatalError, match=words):
             t.run(reqs(1), ident)
         t.close()
         assert len(srv.requests) == 1
 
 
-def test_unreachable_server_is_one_clear_error(tmp_path, key):
+@TRANSPORTS
+def test_unreachable_server_is_one_clear_error(tmp_path, key, http):
     url = "http://127.0.0.1:9/v1"  # discard port: nothing listens
-    t = Teacher(cfg(url, max_retries=1), url, tmp_path / "cache.jsonl")
+    t = Teacher(cfg(url, max_retries=1, http_client=http), url, tmp_path / "cache.jsonl")
     with pytest.raises(TeacherFatalError, match="cannot reach the teacher"):
         t.run(reqs(1), ident)
     t.close()
