@@ -58,9 +58,7 @@ def write_parquet(rows: list[dict[str, Any]] | pa.Table, path: str | os.PathLike
     pa.default_memory_pool().release_unused()
 
 
-def read_parquet(
-    path: str | os.PathLike[str], schema: pa.Schema, columns: Sequence[str] | None = None
-) -> pa.Table:
+def read_parquet(path: str | os.PathLike[str], schema: pa.Schema, columns: Sequence[str] | None = None) -> pa.Table:
     """Read a Parquet file and check it has every field of ``schema`` with the right type.
 
     ``columns``: only these fields of ``schema`` are read and checked (a stage that needs a few columns of a wide
