@@ -46,7 +46,8 @@ _WORD_RE = re.compile(f"[{_CHAR_WORD}]|[^\\s{_CHAR_WORD}]+")
 # n-gram hashes differently. Drawn once from a seeded generator so every run (and every process) agrees.
 _MAX_N = 64
 _MULTIPLIERS = np.random.default_rng(20231011).integers(1, 2**63, size=_MAX_N, dtype=np.uint64) * np.uint64(2) + 1
-_CHUNK_WORDS = 4_000_000  # words hashed per numpy pass: bounds memory to a few hundred MB at paper scale
+_CHUNK_WORDS = 1_000_000  # words hashed per numpy pass: bounds its memory to ~100 MB
+_CHUNK_ROWS = 8192  # training rows whose texts are built at once
 
 
 @lru_cache(maxsize=1)
@@ -193,16 +194,18 @@ def build_index(eval_sets: Iterable[tuple[str, Sequence[dict[str, Any]]]], n: in
 
 def find_contaminated(rows: Sequence[dict[str, Any]], index: EvalIndex) -> dict[str, list[str]]:
     """{row id: sorted benchmarks it overlaps} for the contaminated rows among ``rows`` (each needs an ``id``)."""
-    texts: list[str] = []
-    owners: list[int] = []
-    for i, row in enumerate(rows):
-        for text in row_texts(row):
-            texts.append(text)
-            owners.append(i)
     found: dict[str, set[str]] = {}
-    for owner, hit in zip(owners, index.match(texts), strict=True):
-        if hit:
-            found.setdefault(rows[owner]["id"], set()).update(hit)
+    # In chunks of rows: the texts of 158K rows (translation and English source) at once held ~600 MB.
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        texts: list[str] = []
+        owners: list[int] = []
+        for i, row in enumerate(rows[start : start + _CHUNK_ROWS], start=start):
+            for text in row_texts(row):
+                texts.append(text)
+                owners.append(i)
+        for owner, hit in zip(owners, index.match(texts), strict=True):
+            if hit:
+                found.setdefault(rows[owner]["id"], set()).update(hit)
     return {row_id: sorted(b) for row_id, b in found.items()}
 
 

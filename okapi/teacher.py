@@ -29,7 +29,7 @@ import ssl
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,14 +293,21 @@ class Teacher:
     # -- public API -------------------------------------------------------------------------------------------
     def run(
         self,
-        requests: Sequence[ChatRequest],
+        requests: Iterable[ChatRequest],
         parse: Callable[[str], Any],
         *,
         desc: str = "teacher",
         max_attempts: int | None = None,
+        total: int | None = None,
     ) -> list[Outcome]:
-        """Answer every request; ``parse`` turns an answer's text into a value or raises ParseError(reason)."""
-        return asyncio.run(self._run_all(list(requests), parse, desc, max_attempts or self.cfg.max_attempts))
+        """Answer every request, in order; ``parse`` turns an answer's text into a value or raises ParseError(reason).
+
+        ``requests`` may be a generator (``total``: how many, for the progress bar): online, each request is built
+        only when a slot is about to take it, so a caller with 180K requests need not hold them all.
+        """
+        if isinstance(requests, Sized):
+            total = len(requests)
+        return asyncio.run(self._run_all(requests, parse, desc, max_attempts or self.cfg.max_attempts, total))
 
     def account(self) -> dict[str, Any]:
         """The spending account: requests sent, cache hits, retries by cause, tokens and estimated cost."""
@@ -349,7 +356,12 @@ class Teacher:
         return body
 
     async def _run_all(
-        self, requests: list[ChatRequest], parse: Callable[[str], Any], desc: str, max_attempts: int
+        self,
+        requests: Iterable[ChatRequest],
+        parse: Callable[[str], Any],
+        desc: str,
+        max_attempts: int,
+        total: int | None,
     ) -> list[Outcome]:
         api_key = (os.environ.get(API_KEY_ENV) if self.cfg.backend == "openai" else None) or _LOCAL_PLACEHOLDER_KEY
         per_url = self.cfg.max_concurrency if len(self.base_urls) == 1 else 1
@@ -366,7 +378,7 @@ class Teacher:
             for poster in posters:
                 slots.put_nowait(poster)
         # In a log file (dvc repro, CI) a bar redrawn per request drowns everything else.
-        bar = tqdm(total=len(requests), desc=desc, unit="req", leave=False, mininterval=0.1 if _tty() else 30.0)
+        bar = tqdm(total=total, desc=desc, unit="req", leave=False, mininterval=0.1 if _tty() else 30.0)
         if self.cfg.mode == "online" and self.batch_state_path.exists():
             log.warning(
                 "%s lists batches a batch-mode run submitted; online mode does not collect them", self.batch_state_path
@@ -375,12 +387,24 @@ class Teacher:
             if self.cfg.mode == "batch":
                 client = self._sdk_client(self.base_url, api_key)
                 try:
-                    return await self._run_batched(client, requests, parse, max_attempts, bar)
+                    return await self._run_batched(client, list(requests), parse, max_attempts, bar)
                 finally:
                     await client.close()
-            tasks = [self._answer(slots, req, parse, max_attempts, bar) for req in requests]
-            # A request refused by the budget ends its task at once; those in flight finish and are cached.
-            answered = await asyncio.gather(*tasks)
+            # As many workers as slots, each taking the next request in order: at most that many requests are in
+            # flight, as with one task per request, but 180K requests no longer make 180K tasks, and requests from
+            # a generator are built only when a worker takes them.
+            answered: list[Outcome | None] = []
+            queue = iter(requests)
+
+            async def worker() -> None:
+                for req in queue:
+                    i = len(answered)
+                    answered.append(None)
+                    # A request refused by the budget gives None; those in flight finish and are cached.
+                    answered[i] = await self._answer(slots, req, parse, max_attempts, bar)
+
+            workers = slots.qsize() if total is None else min(total, slots.qsize())
+            await asyncio.gather(*(worker() for _ in range(max(1, workers))))
             if self.budget.stopped is not None:
                 raise BudgetExceeded(self.budget.stopped)
             return [o for o in answered if o is not None]

@@ -42,7 +42,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from okapi.released import read_converted_eval, read_converted_instructions
     from okapi.teacher import enforce_failure_rate, open_teacher
-    from okapi.translate import check_splits, prompt_splits, table2_lengths, translate_eval, translate_instructions
+    from okapi.translate import (
+        INSTRUCTION_COLUMNS,
+        check_splits,
+        prompt_splits,
+        table2_lengths,
+        translate_eval,
+        translate_instructions,
+    )
 
     metrics: dict = {"source": {"instructions": "released" if instructions_released else "teacher"}}
     metrics["source"]["eval"] = "released" if eval_released else "teacher"
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             if cfg.back_translation:
                 metrics["back_translation"] = {"skipped": "released rows carry no English source to compare with"}
         else:
-            rows = read_rows(args.instructions, INSTRUCTIONS)
+            rows = read_rows(args.instructions, INSTRUCTIONS, columns=INSTRUCTION_COLUMNS)
             translated, instr_metrics = translate_instructions(teacher, rows, args.lang, cfg)
             metrics.update(instr_metrics)
             if cfg.back_translation:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from okapi.teacher import ChatRequest, Outcome, ParseError
@@ -21,11 +21,12 @@ class FakeTeacher:
 
     def run(
         self,
-        requests: Sequence[ChatRequest],
+        requests: Iterable[ChatRequest],
         parse: Callable[[str], Any],
         *,
         desc: str = "teacher",
         max_attempts: int | None = None,
+        total: int | None = None,
     ) -> list[Outcome]:
         out = []
         for req in requests:

@@ -30,6 +30,31 @@ def test_parquet_round_trip_casts_to_the_schema(tmp_path):
     assert read_rows(path, PROMPTS) == [ROW, {**ROW, "id": "b"}]
 
 
+def test_a_long_list_is_written_in_row_groups_and_a_short_one_as_before(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import okapi.io as io
+
+    rows = [{**ROW, "id": f"r{i}", "instruction": "x" * i} for i in range(20)]
+    io.write_parquet(rows, tmp_path / "one.parquet", PROMPTS)
+    pq.write_table(pa.Table.from_pylist(rows, schema=PROMPTS), tmp_path / "plain.parquet")
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "plain.parquet").read_bytes()
+    monkeypatch.setattr(io, "_WRITE_ROWS", 6)
+    io.write_parquet(rows, tmp_path / "groups.parquet", PROMPTS)
+    assert pq.ParquetFile(tmp_path / "groups.parquet").num_row_groups == 4
+    assert read_rows(tmp_path / "groups.parquet", PROMPTS) == rows
+
+
+def test_reading_some_columns_reads_and_checks_only_those(tmp_path):
+    path = tmp_path / "p.parquet"
+    write_parquet([ROW], path, PROMPTS)
+    assert read_rows(path, PROMPTS, columns=("id", "output")) == [{"id": "a", "output": "Chào bạn"}]
+    # A field the caller does not read may be missing; one it reads may not.
+    assert read_rows(path, PAIRS, columns=("id", "instruction")) == [{"id": "a", "instruction": "Xin chào"}]
+    with pytest.raises(DataError, match=r"p\.parquet: missing field 'chosen'"):
+        read_rows(path, PAIRS, columns=("id", "chosen"))
+
+
 def test_readers_name_what_breaks_the_contract(tmp_path):
     path = tmp_path / "p.parquet"
     write_parquet([ROW], path, PROMPTS)

@@ -131,6 +131,8 @@ def test_chunked_matching_equals_one_pass(monkeypatch):
     whole = dc.find_contaminated(rows, index)
     monkeypatch.setattr(dc, "_CHUNK_WORDS", 40)  # many chunks: offsets must line up
     assert dc.find_contaminated(rows, index) == whole == {"r57": ["arc"], "r150": ["hellaswag"]}
+    monkeypatch.setattr(dc, "_CHUNK_ROWS", 7)  # and chunks of rows, whose texts are built chunk by chunk
+    assert dc.find_contaminated(rows, index) == whole
 
 
 def test_bad_params_name_the_key():

@@ -9,7 +9,16 @@ from okapi.chat_http import _env_proxy, _error_message
 from okapi.config import from_dict
 from okapi.teacher import ChatRequest, Teacher, TeacherConfig
 
-_PROXY_VARS = ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"]
+_PROXY_VARS = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+]
 
 
 @pytest.fixture

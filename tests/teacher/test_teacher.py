@@ -93,6 +93,43 @@ def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
     assert peak == {0: 1, 1: 1}
 
 
+def test_requests_from_a_generator_are_built_only_as_slots_free(tmp_path, key):
+    """A caller with 180K requests may pass a generator: the teacher takes the next request only when a slot is
+    about to send it, so no more than max_concurrency requests are ever built and unanswered; outcomes come back
+    in the generator's order, cache hits included."""
+    import threading
+
+    built = answered = 0
+    ahead: list[int] = []
+    lock = threading.Lock()
+
+    def respond(messages):
+        nonlocal answered
+        time.sleep(0.01)
+        with lock:
+            answered += 1
+        return "answer: " + messages[-1]["content"]
+
+    def lazy(n):
+        nonlocal built
+        for req in reqs(n):
+            with lock:
+                built += 1
+                ahead.append(built - answered)
+            yield req
+
+    with FakeOpenAIServer(respond) as srv:
+        t = Teacher(cfg(srv.base_url, max_concurrency=3), srv.base_url, tmp_path / "c.sqlite")
+        t.run(reqs(5), ident)  # the first five are then cache hits, taken without a slot
+        out = t.run(lazy(30), ident, total=30)
+        t.close()
+    assert [o.key for o in out] == [f"r{i}" for i in range(30)]
+    assert [o.value for o in out] == [f"answer: q{i}" for i in range(30)]
+    assert len(srv.requests) == 30
+    assert max(ahead[5:]) <= 3 + 1  # the three in flight and the one being taken
+    assert t.account()["cache_hits"] == 5
+
+
 TRANSPORTS = pytest.mark.parametrize("http", ["aiohttp", "httpx"])
 
 
