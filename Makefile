@@ -11,10 +11,17 @@ $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
-# pip byte-compiles what it installs; keep that (no --no-compile): where PYTHONDONTWRITEBYTECODE is set (as on our
-# CI machines) Python would otherwise recompile every imported module in every stage, +10-15 s a stage (measured).
+# The pinned requirements are installed by uv: the same 212 packages at the same versions as pip resolves, in
+# 1 min 8 s instead of 2 min 10 s (a fresh venv, caches warm, side by side on 2 cores). uv does not read pip's
+# configuration, so the places pip is told to look in (find-links, index URLs: e.g. a machine's local CPU build of
+# torch) are passed on, with pip's rule of taking the best match over all indexes.
+# Byte-compiled on install (--compile-bytecode): where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) Python
+# would otherwise recompile every imported module in every stage, +10-15 s a stage (measured).
+UV_VERSION := 0.13.8
+UV_FROM_PIP = $(shell $(VENV)/bin/pip config list 2>/dev/null | sed -nE "s/^[^.]*\.(find-links|extra-index-url|index-url)='(.*)'$$/\1 \2/p" | while read -r k v; do for u in $$v; do printf -- '--%s %s ' "$$k" "$$u"; done; done)
 $(VENV)/.installed: requirements.txt | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python --compile-bytecode --index-strategy unsafe-best-match $(UV_FROM_PIP) -r requirements.txt
 	touch $@
 
 # The embedded teacher: llama-cpp-python's OpenAI-compatible server (PyPI has only its source, so pip compiles
