@@ -146,6 +146,13 @@ class RougeFilter:
         The top list is ordered by F descending, then pool order; it has min(top_k, pool size) entries (pool items
         sharing no token score 0 and fill it in pool order, as they tie). ``avg`` is None unless ``with_avg``.
         """
+        best, top, avg = self.query(text, top_k=top_k, with_avg=with_avg)
+        return best, [(self._texts[i], score) for i, score in top], avg
+
+    def query(
+        self, text: str, *, top_k: int | None = None, with_avg: bool = False
+    ) -> tuple[float, list[tuple[int, float]], float | None]:
+        """``max_similarity`` with pool indices in the top list instead of texts (what okapi.filter_replay stores)."""
         k = min(top_k or self.top_k, len(self._texts))
         if k == 0:
             return 0.0, [], (0.0 if with_avg else None)
@@ -169,9 +176,8 @@ class RougeFilter:
                 if i not in seen:
                     top.append((0.0, i))
         best = top[0][0]
-        similar = [(self._texts[i], score) for score, i in top]
         avg = self._average(ids, scores_known) if with_avg else None
-        return best, similar, avg
+        return best, [(i, score) for score, i in top], avg
 
     def consider(
         self, text: str, *, with_avg: bool = False
@@ -180,11 +186,16 @@ class RougeFilter:
 
         Returns (kept, max F, the most similar pool instructions with F, average F or None).
         """
-        best, similar, avg = self.max_similarity(text, with_avg=with_avg)
+        kept, best, top, avg = self.decide(text, with_avg=with_avg)
+        return kept, best, [(self._texts[i], score) for i, score in top], avg
+
+    def decide(self, text: str, *, with_avg: bool = False) -> tuple[bool, float, list[tuple[int, float]], float | None]:
+        """``consider`` with pool indices in the top list instead of texts."""
+        best, top, avg = self.query(text, with_avg=with_avg)
         kept = not best > self.threshold
         if kept:
             self.add(text)
-        return kept, best, similar, avg
+        return kept, best, top, avg
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _overlaps(self, ids: list[int]) -> np.ndarray:
