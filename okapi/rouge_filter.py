@@ -245,9 +245,16 @@ class RougeFilter:
         floor = _TINY  # until the top-k is full, every item sharing a token is a candidate
         # First guess: the items whose bound reaches the previous query's k-th score (queries in a stream look
         # alike). Only the amount of work depends on it: the loop below scores until no bound can compete.
-        rest = np.flatnonzero(bounds >= max(self._guess, floor))
-        if rest.size < k:
-            rest = None  # too few: pick by rank among all items instead
+        # Too few reach it: lower the guess a few times (a pass over the bounds costs less than ranking them all).
+        rest: np.ndarray | None = None
+        guess = self._guess
+        for _ in range(4):
+            rest = np.flatnonzero(bounds >= max(guess, floor))
+            if rest.size >= k or guess <= floor:
+                break
+            guess *= 0.75
+        if rest is None or rest.size < k:
+            rest = None  # still too few: pick by rank among all items instead
         while True:
             pool = bounds if rest is None else bounds[rest]
             if pool.size > chunk:
