@@ -225,3 +225,66 @@ def test_the_stage_replays_from_its_teacher_cache_with_byte_identical_outputs(tm
         k: v for k, v in first_metrics.items() if k != "teacher"
     }
     assert re.search(r"ROUGE-L filter: [1-9]\d* candidates replayed from stored rounds, 0 computed", log), log
+
+
+def test_a_stage_sigkilled_in_round_3_resumes_to_the_uninterrupted_output(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from openai_server import FakeOpenAIServer
+    from stagekit import ROOT, fake_teacher_params
+
+    respond = responder()
+    gate, arrived = threading.Event(), []
+    lock = threading.Lock()
+
+    def answer(messages):
+        with lock:
+            arrived.append(1)
+            n = len(arrived)
+        if n > 6 and not gate.is_set():  # rounds 0 and 1 are 2 x 3 requests; round 2's hang until the kill
+            gate.wait(60)
+        return respond(messages, 0)
+
+    changes = {f"generate.{k}": v for k, v in dict(num_instructions=30, num_tasks=10, request_batch_size=3).items()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "sk-test"}
+
+    def command(name: str, cache: Path) -> list[str]:
+        out = tmp_path / name
+        return [
+            *(sys.executable, "-m", "stages.generate", "--seeds", str(ROOT / "data/seeds/seed_tasks.jsonl")),
+            *("--out", str(out / "instructions.parquet"), "--cache", str(cache)),
+            *("--metrics", str(out / "generate.json"), "--params", str(params)),
+        ]
+
+    with FakeOpenAIServer(answer) as server:
+        params = fake_teacher_params(tmp_path, server.base_url, **changes)
+        cache = tmp_path / "cache" / "generate.sqlite"
+        proc = subprocess.Popen(
+            command("killed", cache), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while len(arrived) <= 6 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and len(arrived) > 6, "the stage did not reach round 2"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gate.set()
+        conn = sqlite3.connect(cache)  # what the killed run left committed (its write-ahead log included)
+        assert conn.execute("SELECT COUNT(*) FROM derived").fetchone()[0] == 2
+        conn.close()
+        assert not (tmp_path / "killed" / "instructions.parquet").exists()
+        for name, path in (("resumed", cache), ("uninterrupted", tmp_path / "fresh" / "generate.sqlite")):
+            done = subprocess.run(command(name, path), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "resumed" / "instructions.parquet").read_bytes() == (
+        tmp_path / "uninterrupted" / "instructions.parquet"
+    ).read_bytes()
+    resumed = json.loads((tmp_path / "resumed" / "generate.json").read_text())
+    uninterrupted = json.loads((tmp_path / "uninterrupted" / "generate.json").read_text())
+    assert resumed.pop("teacher")["cache_hits"] == 6 and uninterrupted.pop("teacher")["cache_hits"] == 0
+    assert resumed == uninterrupted
