@@ -47,6 +47,7 @@ _TOKENIZER = DefaultTokenizer(use_stemmer=False)
 _BOUND_SLACK = 1e-9
 _TINY = 1e-300  # above 0: the lowest bound of an item that shares a token
 _WORD = 64
+_LCS_BLOCK = 4096  # items per block of the one-word LCS: bounds its token matrix (steps x items int32)
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -330,15 +331,15 @@ class RougeFilter:
         max_len = int(sorted_lengths[0]) if items.size else 0
         # Items are sorted by length, so the ones still running at step t (length > t) are a prefix.
         active_counts = np.searchsorted(-sorted_lengths, -np.arange(max_len), side="left")
-        for t in range(max_len):
-            active = int(active_counts[t])
-            tokens = flat[starts[:active] + t]
-            u = table[tokens]  # (active, words)
-            cur = v[:active]
-            u &= cur
-            if words == 1:
-                cur[:] = (cur + u) | (cur & ~u)
-            else:
+        if words == 1:
+            self._lcs_one_word(table[:, 0], flat, starts, active_counts, v[:, 0])
+        else:
+            for t in range(max_len):
+                active = int(active_counts[t])
+                tokens = flat[starts[:active] + t]
+                u = table[tokens]  # (active, words)
+                cur = v[:active]
+                u &= cur
                 carry = np.zeros(active, dtype=np.uint64)
                 new = np.empty_like(cur)
                 for w in range(words):
@@ -358,6 +359,36 @@ class RougeFilter:
         result = np.empty(items.size, dtype=np.int64)
         result[order] = m - ones.astype(np.int64)
         return result
+
+    @staticmethod
+    def _lcs_one_word(
+        table: np.ndarray, flat: np.ndarray, starts: np.ndarray, active_counts: np.ndarray, v: np.ndarray
+    ) -> None:
+        """The LCS steps for a query of at most 64 tokens, in place on ``v``, with as few numpy calls per step as
+        possible (their fixed cost dominates on a few hundred items): one gather of every item's tokens per block
+        of items, then per step a mask lookup and three in-place integer operations."""
+        max_len = active_counts.size
+        last = flat.size - 1
+        for lo in range(0, v.size, _LCS_BLOCK):
+            hi = min(lo + _LCS_BLOCK, v.size)
+            steps = int(np.count_nonzero(active_counts > lo))  # steps where some item of the block still runs
+            if not steps:
+                break
+            # Tokens by step then item (rows past an item's end are clipped reads, never used: that item is not
+            # active any more, as items are sorted by decreasing length).
+            positions = np.arange(steps)[:, None] + starts[None, lo:hi]
+            np.minimum(positions, last, out=positions)
+            tokens = flat[positions]
+            scratch = np.empty(hi - lo, dtype=np.uint64)
+            for t in range(min(steps, max_len)):
+                active = min(int(active_counts[t]), hi) - lo
+                cur = v[lo : lo + active]
+                u = table[tokens[t, :active]]
+                u &= cur
+                s = scratch[:active]
+                np.add(cur, u, out=s)
+                cur -= u  # u's bits are a subset of cur's, so this is cur & ~u (Hyyrö's formula)
+                cur |= s
 
     def _masks_for(self, ids: list[int], words: int) -> np.ndarray:
         # One row per pool token id; query tokens no pool item has (id -1) get no row, as they match nothing.
