@@ -47,7 +47,6 @@ _TOKENIZER = DefaultTokenizer(use_stemmer=False)
 _BOUND_SLACK = 1e-9
 _TINY = 1e-300  # above 0: the lowest bound of an item that shares a token
 _WORD = 64
-_LCS_BLOCK = 4096  # items per block of the one-word LCS: bounds its token matrix (steps x items int32)
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -364,31 +363,18 @@ class RougeFilter:
     def _lcs_one_word(
         table: np.ndarray, flat: np.ndarray, starts: np.ndarray, active_counts: np.ndarray, v: np.ndarray
     ) -> None:
-        """The LCS steps for a query of at most 64 tokens, in place on ``v``, with as few numpy calls per step as
-        possible (their fixed cost dominates on a few hundred items): one gather of every item's tokens per block
-        of items, then per step a mask lookup and three in-place integer operations."""
-        max_len = active_counts.size
-        last = flat.size - 1
-        for lo in range(0, v.size, _LCS_BLOCK):
-            hi = min(lo + _LCS_BLOCK, v.size)
-            steps = int(np.count_nonzero(active_counts > lo))  # steps where some item of the block still runs
-            if not steps:
-                break
-            # Tokens by step then item (rows past an item's end are clipped reads, never used: that item is not
-            # active any more, as items are sorted by decreasing length).
-            positions = np.arange(steps)[:, None] + starts[None, lo:hi]
-            np.minimum(positions, last, out=positions)
-            tokens = flat[positions]
-            scratch = np.empty(hi - lo, dtype=np.uint64)
-            for t in range(min(steps, max_len)):
-                active = min(int(active_counts[t]), hi) - lo
-                cur = v[lo : lo + active]
-                u = table[tokens[t, :active]]
-                u &= cur
-                s = scratch[:active]
-                np.add(cur, u, out=s)
-                cur -= u  # u's bits are a subset of cur's, so this is cur & ~u (Hyyrö's formula)
-                cur |= s
+        """The LCS steps for a query of at most 64 tokens, in place on ``v``: per step a token gather, a mask lookup
+        and three in-place integer operations (their fixed cost dominates on a few hundred items)."""
+        scratch = np.empty(v.size, dtype=np.uint64)
+        for t in range(active_counts.size):
+            active = int(active_counts[t])
+            cur = v[:active]
+            u = table[flat[starts[:active] + t]]
+            u &= cur
+            s = scratch[:active]
+            np.add(cur, u, out=s)
+            cur -= u  # u's bits are a subset of cur's, so this is cur & ~u (Hyyro's formula)
+            cur |= s
 
     def _masks_for(self, ids: list[int], words: int) -> np.ndarray:
         # One row per pool token id; query tokens no pool item has (id -1) get no row, as they match nothing.
