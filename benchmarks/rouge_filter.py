@@ -6,6 +6,10 @@ top-10 list of scores and (in the second pass of ours) every average similarity,
 
     .venv/bin/python benchmarks/rouge_filter.py                      # 50K pool, 300 candidates (several minutes)
     .venv/bin/python benchmarks/rouge_filter.py --pool-size 2000     # quick run
+    .venv/bin/python benchmarks/rouge_filter.py --baseline main --pool-size 150000 --candidates 400 --no-reference
+
+``--baseline REV`` also runs okapi/rouge_filter.py as it was at git revision REV on the same stream, the two
+interleaved candidate by candidate (so a noisy machine slows both alike), and asserts identical outputs.
 
 The reference follows Alpaca's generate_instruction.py: tokens from the scorer's tokenizer, then
 ``rouge_scorer._score_lcs(new_tokens, pool_tokens)`` mapped over the whole pool with a multiprocessing Pool of
@@ -15,10 +19,13 @@ The reference follows Alpaca's generate_instruction.py: tokens from the scorer's
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -153,6 +160,37 @@ def run_ours(pool: list[str], candidates: list[str], threshold: float, with_avg:
     return results, time.perf_counter() - start
 
 
+def run_against(pool: list[str], candidates: list[str], threshold: float, with_avg: bool, rev: str) -> None:
+    """This checkout's RougeFilter vs the one at git revision ``rev``, interleaved; outputs must be identical."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", f"{rev}:okapi/rouge_filter.py"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rouge_filter_baseline.py"
+        path.write_text(source, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location("rouge_filter_baseline", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    old, new = module.RougeFilter(threshold), RougeFilter(threshold)
+    old.add_many(pool)
+    new.add_many(pool)
+    spent = {"old": 0.0, "new": 0.0}
+    for i, text in enumerate(candidates):
+        results = {}
+        for name in ("old", "new") if i % 2 else ("new", "old"):
+            filt = old if name == "old" else new
+            start = time.perf_counter()
+            results[name] = filt.consider(text, with_avg=with_avg)
+            spent[name] += time.perf_counter() - start
+        assert results["old"] == results["new"], f"candidate {i} differs: {results}"
+    n = len(candidates)
+    print(
+        f"{rev} vs this checkout{' (+ average)' if with_avg else ''}: {1000 * spent['old'] / n:.2f} vs "
+        f"{1000 * spent['new'] / n:.2f} ms/candidate ({spent['old'] / spent['new']:.2f}x), all {n} outputs identical"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool-size", type=int, default=50_000)
@@ -160,9 +198,20 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, default=0.7)
     parser.add_argument("--ref-procs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", metavar="REV", help="also time okapi/rouge_filter.py at this git revision")
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="stop before the reference comparison (rouge-score is slow at a large pool)",
+    )
     args = parser.parse_args()
 
     pool, candidates = make_data(args.pool_size, args.candidates, args.seed)
+    if args.baseline:
+        for with_avg in (False, True):
+            run_against(pool, candidates, args.threshold, with_avg, args.baseline)
+    if args.no_reference:
+        return 0
     t0 = time.perf_counter()
     RougeFilter(args.threshold).add_many(pool)
     build_s = time.perf_counter() - t0

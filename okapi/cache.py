@@ -11,6 +11,14 @@ back into the one file when the cache is closed (an explicit checkpoint), so DVC
 NORMAL`` survives a killed process (what a rerun must resume from); only a power cut may lose the last answers,
 which are then simply bought again.
 
+Besides the answers, a stage may keep results it *derived* from them (``derived`` table, ``get_derived`` /
+``put_derived``): the generate stage stores its ROUGE-L filter's decisions per round there (okapi.filter_replay),
+so that a rerun whose answers all come from this cache does not recompute them. They live in this file rather
+than in a sidecar because they are only valid together with these answers: one file travels through DVC (push,
+pull, persist) as one unit, and a derived record is committed under the same WAL guarantees as an answer. The
+table is created on the first ``put_derived``, so caches of stages that never derive anything keep their bytes,
+and readers that only know ``answers`` (read_cache, okapi.estimate) are unaffected.
+
 An old JSON Lines cache is migrated on open, atomically: either ``path`` itself (a JSON Lines file passed as the
 cache) or the sibling ``<path stem>.jsonl`` of a new ``.sqlite`` path (the file dvc.yaml named before).
 """
@@ -36,6 +44,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
     "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL)"
 )
+
+_DERIVED_SCHEMA = "CREATE TABLE IF NOT EXISTS derived (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
 
 
 @dataclass
@@ -80,6 +90,10 @@ class ResponseCache:
             self._conn = _connect(self.path)
         except sqlite3.DatabaseError as err:
             raise sqlite3.DatabaseError(f"{self.path} is not a teacher cache (SQLite: {err})") from err
+        self._has_derived = (
+            self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'derived'").fetchone()
+            is not None
+        )
 
     def _migrate(self) -> None:
         legacy: Path | None = None
@@ -117,6 +131,20 @@ class ResponseCache:
             "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
             (key, reply.text, reply.prompt_tokens, reply.completion_tokens),
         )
+
+    def get_derived(self, key: str) -> bytes | None:
+        """A value a stage derived from the answers and stored with ``put_derived``; None when absent."""
+        if not self._has_derived:
+            return None
+        row = self._conn.execute("SELECT value FROM derived WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_derived(self, key: str, value: bytes) -> None:
+        """Store (or replace) a derived value; committed at once, like an answer."""
+        if not self._has_derived:
+            self._conn.execute(_DERIVED_SCHEMA)
+            self._has_derived = True
+        self._conn.execute("INSERT OR REPLACE INTO derived VALUES (?, ?)", (key, value))
 
     def totals(self) -> tuple[int, int, int]:
         """(answers, prompt tokens, completion tokens) over the whole cache: what it has cost so far."""

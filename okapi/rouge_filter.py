@@ -13,9 +13,11 @@ This module gives the same numbers much faster, without approximation:
   Since L <= the multiset overlap of the two token lists, 2*overlap/(|a|+|b|) bounds F from above. An inverted
   index (token -> pool items holding it, with counts) gives every item's overlap in a few vectorised passes; items
   sharing no token score exactly 0 and are never touched.
-* Items are visited by decreasing bound and scored exactly (bit-parallel LCS, vectorised over items with numpy);
-  the search stops once the k-th best exact score beats every remaining bound, so the top-k list, the maximum and
-  the keep/reject decision are the reference's, bit for bit (F is computed with rouge-score's own float formula).
+* Items are scored exactly in chunks of high bounds (bit-parallel LCS, vectorised over items with numpy), the first
+  chunk being the items whose bound reaches the previous query's k-th best score (a stream's queries look alike, so
+  this usually avoids ranking the whole pool); the search stops once the k-th best exact score beats every
+  remaining bound, so the top-k list, the maximum and the keep/reject decision are the reference's, bit for bit
+  (F is computed with rouge-score's own float formula), whatever the first chunk was.
 * The average similarity over the whole pool (Alpaca's ``avg_similarity_score``) needs the exact LCS of every item
   that shares a token with the candidate, so it is only computed when asked (``with_avg=True``); it is then still
   vectorised, and bit-identical to ``np.mean`` over the reference scores in pool order.
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 _TOKENIZER = DefaultTokenizer(use_stemmer=False)
 # Slack on the float upper bound: the exact F and the bound are each a few roundings away from 2L/(|a|+|b|).
 _BOUND_SLACK = 1e-9
+_TINY = 1e-300  # above 0: the lowest bound of an item that shares a token
 _WORD = 64
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -102,6 +105,7 @@ class RougeFilter:
         self._starts = array.array("q")
         self._lengths = array.array("i")
         self._mask_table = np.zeros((0, 1), dtype=np.uint64)
+        self._guess = 0.0  # the last query's k-th best score: where the next one starts looking (_top_exact)
 
     def __len__(self) -> int:
         return len(self._texts)
@@ -146,20 +150,23 @@ class RougeFilter:
         The top list is ordered by F descending, then pool order; it has min(top_k, pool size) entries (pool items
         sharing no token score 0 and fill it in pool order, as they tie). ``avg`` is None unless ``with_avg``.
         """
+        best, top, avg = self.query(text, top_k=top_k, with_avg=with_avg)
+        return best, [(self._texts[i], score) for i, score in top], avg
+
+    def query(
+        self, text: str, *, top_k: int | None = None, with_avg: bool = False
+    ) -> tuple[float, list[tuple[int, float]], float | None]:
+        """``max_similarity`` with pool indices in the top list instead of texts (what okapi.filter_replay stores)."""
         k = min(top_k or self.top_k, len(self._texts))
         if k == 0:
             return 0.0, [], (0.0 if with_avg else None)
         ids = [self._vocab.get(tok, -1) for tok in tokenize(text)]
-        m = len(ids)
-        scores_known: dict[int, float] = {}
         top: list[tuple[float, int]] = []
-        if m:
+        overlap: np.ndarray | None = None
+        scored: list[tuple[np.ndarray, np.ndarray]] = []
+        if ids:
             overlap = self._overlaps(ids)
-            items = np.flatnonzero(overlap)
-            if items.size:
-                lengths = np.frombuffer(self._lengths, dtype=np.int32)[items]
-                bounds = 2.0 * overlap[items] / (m + lengths)
-                top = self._top_exact(ids, items, overlap[items], bounds, k, scores_known)
+            top = self._top_exact(ids, overlap, k, scored)
         if len(top) < k:
             # The rest score exactly 0; by (score desc, index asc) the lowest indices come first.
             seen = {i for _, i in top}
@@ -169,9 +176,8 @@ class RougeFilter:
                 if i not in seen:
                     top.append((0.0, i))
         best = top[0][0]
-        similar = [(self._texts[i], score) for score, i in top]
-        avg = self._average(ids, scores_known) if with_avg else None
-        return best, similar, avg
+        avg = self._average(ids, overlap, scored) if with_avg else None
+        return best, [(i, score) for score, i in top], avg
 
     def consider(
         self, text: str, *, with_avg: bool = False
@@ -180,75 +186,114 @@ class RougeFilter:
 
         Returns (kept, max F, the most similar pool instructions with F, average F or None).
         """
-        best, similar, avg = self.max_similarity(text, with_avg=with_avg)
+        kept, best, top, avg = self.decide(text, with_avg=with_avg)
+        return kept, best, [(self._texts[i], score) for i, score in top], avg
+
+    def decide(self, text: str, *, with_avg: bool = False) -> tuple[bool, float, list[tuple[int, float]], float | None]:
+        """``consider`` with pool indices in the top list instead of texts."""
+        best, top, avg = self.query(text, with_avg=with_avg)
         kept = not best > self.threshold
         if kept:
             self.add(text)
-        return kept, best, similar, avg
+        return kept, best, top, avg
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _overlaps(self, ids: list[int]) -> np.ndarray:
         """Multiset overlap sum_t min(count_a(t), count_b(t)) between the query and every pool item."""
-        overlap = np.zeros(len(self._texts), dtype=np.int32)
+        n = len(self._texts)
+        singles: list[np.ndarray] = []
+        multi: list[tuple[int, int]] = []
         for tok_id, count in Counter(ids).items():
             if tok_id < 0:
                 continue  # a token no pool item has
-            items = np.frombuffer(self._post_items[tok_id], dtype=np.int32)
             if count == 1:
-                overlap[items] += 1
+                singles.append(np.frombuffer(self._post_items[tok_id], dtype=np.int32))
             else:
-                counts = np.frombuffer(self._post_counts[tok_id], dtype=np.int32)
-                overlap[items] += np.minimum(counts, count)
-            # Drop the buffer views now so the arrays may grow on the next add().
-            del items
+                multi.append((tok_id, count))
+        # One bincount over the concatenated posting lists costs less than a fancy-indexed += per token (the
+        # frequent words' lists hold most of the pool); the copies also free the buffers, so the arrays may grow.
+        if singles:
+            overlap = np.bincount(np.concatenate(singles), minlength=n)
+        else:
+            overlap = np.zeros(n, dtype=np.int64)
+        del singles
+        for tok_id, count in multi:
+            items = np.frombuffer(self._post_items[tok_id], dtype=np.int32)
+            counts = np.frombuffer(self._post_counts[tok_id], dtype=np.int32)
+            overlap[items] += np.minimum(counts, count)
+            del items, counts
         return overlap
 
     def _top_exact(
-        self,
-        ids: list[int],
-        items: np.ndarray,
-        overlaps: np.ndarray,
-        bounds: np.ndarray,
-        k: int,
-        scores_known: dict[int, float],
+        self, ids: list[int], overlap: np.ndarray, k: int, scored: list[tuple[np.ndarray, np.ndarray]]
     ) -> list[tuple[float, int]]:
-        """Exact top-k over ``items`` visited by decreasing upper bound, stopping as soon as no bound can compete."""
-        remaining = np.arange(items.size)
-        top: list[tuple[float, int]] = []
-        chunk = max(64, 4 * k)
-        while remaining.size:
-            if remaining.size > chunk:
-                part = np.argpartition(-bounds[remaining], chunk)
-                take, remaining = remaining[part[:chunk]], remaining[part[chunk:]]
-            else:
-                take, remaining = remaining, remaining[:0]
-            chosen = items[take]
-            exact = self._exact_scores(ids, chosen, overlaps[take])
-            for index, score in zip(chosen.tolist(), exact.tolist(), strict=True):
-                scores_known[index] = score
-            top = sorted(top + list(zip(exact.tolist(), chosen.tolist(), strict=True)), key=lambda t: (-t[0], t[1]))[:k]
-            if not remaining.size:
-                break
-            next_bound = float(bounds[remaining].max())
-            if len(top) >= k and top[-1][0] > next_bound * (1 + _BOUND_SLACK) + _BOUND_SLACK:
-                break
-            chunk *= 4
-        return top
+        """Exact top-k (score desc, index asc) over the items sharing a token with the query.
 
-    def _average(self, ids: list[int], scores_known: dict[int, float]) -> float:
+        Items are scored exactly in chunks, the highest upper bounds first, until no unscored item's bound (with
+        slack for rounding) reaches the k-th best exact score: such an item scores strictly below it, so the top-k
+        is the one over all items. Every (items, scores) chunk is appended to ``scored`` (for the average).
+        """
+        m = len(ids)
+        lengths = np.frombuffer(self._lengths, dtype=np.int32)
+        # The bound 2*overlap/(m+len), widened by the relative slack; 0 for items sharing no token, which are never
+        # scored (they score exactly 0). An item can compete with a score s when bound + slack >= s.
+        bounds = overlap * (2.0 * (1 + _BOUND_SLACK)) / (m + lengths)
+        del lengths
+        top_scores = np.zeros(0, dtype=np.float64)
+        top_items = np.zeros(0, dtype=np.int64)
+        chunk = max(64, 4 * k)
+        floor = _TINY  # until the top-k is full, every item sharing a token is a candidate
+        # First guess: the items whose bound reaches the previous query's k-th score (queries in a stream look
+        # alike). Only the amount of work depends on it: the loop below scores until no bound can compete.
+        # Too few reach it: lower the guess a few times (a pass over the bounds costs less than ranking them all).
+        rest: np.ndarray | None = None
+        guess = self._guess
+        for _ in range(4):
+            rest = np.flatnonzero(bounds >= max(guess, floor))
+            if rest.size >= k or guess <= floor:
+                break
+            guess *= 0.75
+        if rest is None or rest.size < k:
+            rest = None  # still too few: pick by rank among all items instead
+        while True:
+            pool = bounds if rest is None else bounds[rest]
+            if pool.size > chunk:
+                # The chunk highest bounds first (ties may add a few); np.partition moves values only.
+                cut = max(float(np.partition(pool, pool.size - chunk)[pool.size - chunk]), floor)
+                take = np.flatnonzero(pool >= cut)
+                chunk *= 4
+            else:
+                take = np.flatnonzero(pool >= floor)
+            if rest is not None:
+                take = rest[take]
+            if not take.size:
+                break
+            exact = self._exact_scores(ids, take, overlap[take])
+            scored.append((take, exact))
+            bounds[take] = -1.0  # scored
+            items = np.concatenate((top_items, take))
+            scores = np.concatenate((top_scores, exact))
+            order = np.lexsort((items, -scores))[:k]
+            top_items, top_scores = items[order], scores[order]
+            if top_items.size >= k:
+                floor = float(top_scores[-1]) - _BOUND_SLACK
+            rest = np.flatnonzero(bounds >= floor)
+        if top_items.size >= k:
+            self._guess = float(top_scores[-1]) - _BOUND_SLACK
+        return list(zip(top_scores.tolist(), top_items.tolist(), strict=True))
+
+    def _average(
+        self, ids: list[int], overlap: np.ndarray | None, scored: list[tuple[np.ndarray, np.ndarray]]
+    ) -> float:
         """Mean F over the whole pool, in pool order, the way np.mean sums the reference's score list."""
-        n = len(self._texts)
-        scores = np.zeros(n, dtype=np.float64)
-        if ids:
-            overlap = self._overlaps(ids)
-            items = np.flatnonzero(overlap)
-            if items.size:
-                known = np.fromiter((i in scores_known for i in items.tolist()), dtype=bool, count=items.size)
-                missing = items[~known]
-                if missing.size:
-                    scores[missing] = self._exact_scores(ids, missing, overlap[missing])
-                hit = items[known]
-                scores[hit] = [scores_known[i] for i in hit.tolist()]
+        scores = np.zeros(len(self._texts), dtype=np.float64)
+        if ids and overlap is not None:
+            for items, exact in scored:
+                scores[items] = exact
+            # An item sharing a token has F > 0, so a 0 left among them is one not scored yet.
+            missing = np.flatnonzero((overlap > 0) & (scores == 0.0))
+            if missing.size:
+                scores[missing] = self._exact_scores(ids, missing, overlap[missing])
         return float(np.mean(scores))
 
     def _exact_scores(self, ids: list[int], items: np.ndarray, overlap: np.ndarray | None = None) -> np.ndarray:
@@ -285,15 +330,15 @@ class RougeFilter:
         max_len = int(sorted_lengths[0]) if items.size else 0
         # Items are sorted by length, so the ones still running at step t (length > t) are a prefix.
         active_counts = np.searchsorted(-sorted_lengths, -np.arange(max_len), side="left")
-        for t in range(max_len):
-            active = int(active_counts[t])
-            tokens = flat[starts[:active] + t]
-            u = table[tokens]  # (active, words)
-            cur = v[:active]
-            u &= cur
-            if words == 1:
-                cur[:] = (cur + u) | (cur & ~u)
-            else:
+        if words == 1:
+            self._lcs_one_word(table[:, 0], flat, starts, active_counts, v[:, 0])
+        else:
+            for t in range(max_len):
+                active = int(active_counts[t])
+                tokens = flat[starts[:active] + t]
+                u = table[tokens]  # (active, words)
+                cur = v[:active]
+                u &= cur
                 carry = np.zeros(active, dtype=np.uint64)
                 new = np.empty_like(cur)
                 for w in range(words):
@@ -313,6 +358,23 @@ class RougeFilter:
         result = np.empty(items.size, dtype=np.int64)
         result[order] = m - ones.astype(np.int64)
         return result
+
+    @staticmethod
+    def _lcs_one_word(
+        table: np.ndarray, flat: np.ndarray, starts: np.ndarray, active_counts: np.ndarray, v: np.ndarray
+    ) -> None:
+        """The LCS steps for a query of at most 64 tokens, in place on ``v``: per step a token gather, a mask lookup
+        and three in-place integer operations (their fixed cost dominates on a few hundred items)."""
+        scratch = np.empty(v.size, dtype=np.uint64)
+        for t in range(active_counts.size):
+            active = int(active_counts[t])
+            cur = v[:active]
+            u = table[flat[starts[:active] + t]]
+            u &= cur
+            s = scratch[:active]
+            np.add(cur, u, out=s)
+            cur -= u  # u's bits are a subset of cur's, so this is cur & ~u (Hyyro's formula)
+            cur |= s
 
     def _masks_for(self, ids: list[int], words: int) -> np.ndarray:
         # One row per pool token id; query tokens no pool item has (id -1) get no row, as they match nothing.

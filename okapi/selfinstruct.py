@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from okapi.config import check
+from okapi.filter_replay import DerivedStore, FilterReplay
 from okapi.io import DataError, read_jsonl
 from okapi.rouge_filter import RougeFilter
 from okapi.teacher import ChatRequest, ParseError
@@ -468,12 +469,18 @@ def _row(
 
 
 def generate(
-    teacher: Any, seeds: list[dict[str, Any]], pool: list[dict[str, Any]], cfg: GenerateConfig
+    teacher: Any,
+    seeds: list[dict[str, Any]],
+    pool: list[dict[str, Any]],
+    cfg: GenerateConfig,
+    decisions: DerivedStore | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run Self-Instruct rounds until ``cfg.num_instructions`` new instructions are kept (or ``max_rounds`` pass).
 
     Returns rows in schemas.INSTRUCTIONS (seeds, then pool, then generated) and metrics. Prompts depend only on
     ``cfg.seed`` and the seeds, so a rerun with the same params and teacher cache yields the same rows.
+    ``decisions`` (the stage's teacher cache) keeps the ROUGE-L filter's decisions per round (okapi.filter_replay):
+    a rerun replays the rounds found there instead of filtering again, with the same rows and metrics.
 
     Input columns: seed tasks (load_seeds) and pool records (load_pool).
     Output columns: schemas.INSTRUCTIONS: id, source (seed / pool / generated), instruction, input, output,
@@ -491,6 +498,7 @@ def generate(
     rouge = RougeFilter(cfg.rouge_threshold)
     rouge.add_many(s["instruction"] for s in seeds)
     rouge.add_many(r["instruction"] for r in pool)
+    replay = FilterReplay(rouge, decisions, with_avg=cfg.avg_similarity)
 
     parse = parse_json_response if cfg.structured else parse_response
 
@@ -511,6 +519,9 @@ def generate(
         requests = round_requests(rng, examples, used_prompts, cfg, round_no)
         requests_sent += len(requests)
         outcomes = teacher.run(requests, parse_or_reject, desc=f"generate round {round_no + 1}")
+        replay.begin_round(
+            [t["instruction"] for o in outcomes if o.ok for t in o.value if filter_reason(t["instruction"]) is None]
+        )
         for outcome in outcomes:
             if not outcome.ok:
                 answers_rejected += 1
@@ -522,7 +533,7 @@ def generate(
                 parsed += 1
                 reason = filter_reason(task["instruction"])
                 if reason is None:
-                    kept, score, similar, avg = rouge.consider(task["instruction"], with_avg=cfg.avg_similarity)
+                    kept, score, similar, avg = replay.consider(task["instruction"])
                     if not kept:
                         reason = "rouge_similar"
                 if reason is not None:
@@ -537,10 +548,12 @@ def generate(
                         task["output"],
                         score,
                         avg,
-                        [text for text, _ in similar],
+                        similar,
                     )
                 )
+        replay.end_round()
         log.info("round %d: %d new instructions kept so far", round_no + 1, len(generated))
+    log.info("ROUGE-L filter: %d candidates replayed from stored rounds, %d computed", replay.replayed, replay.computed)
     if len(generated) < cfg.num_instructions:
         log.warning(
             "kept %d of the %d requested instructions after %d rounds (generate.max_rounds)",

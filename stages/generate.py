@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     seeds = load_seed_set(gcfg.seed_tasks, args.seeds, args.alpaca_seeds)
     pool = load_pool(gcfg.pool_path, gcfg.pool_limit) if gcfg.pool_path else []
     with open_teacher(tcfg, args.cache) as teacher:
-        rows, metrics = generate(teacher, seeds, pool, gcfg)
+        # The filter's decisions go to the teacher cache beside the answers they derive from (okapi.filter_replay).
+        rows, metrics = generate(teacher, seeds, pool, gcfg, decisions=teacher.cache)
         metrics["teacher"] = teacher.account()
     # The unit here is a requested instruction: unparseable answers and filtered tasks both count, but only as far
     # as they leave generate.num_instructions short (the ROUGE-L filter is meant to drop many candidates).

@@ -121,6 +121,35 @@ def test_stream_decisions_equal_reference():
     assert len(filt) == len(ref_pool)
 
 
+@pytest.mark.parametrize("top_k", [1, 10, 100])
+def test_top_lists_with_indices_and_ties_equal_brute_force_over_a_mixed_stream(top_k):
+    """The top list is the top_k by (F desc, pool index asc) whatever came before: the search starts where the last
+    query's k-th score was (near-duplicates then unrelated queries move it far), and chunks grow past 64 items."""
+    rng = random.Random(11)
+    vocab = [f"w{i}" for i in range(60)] + ["the", "a", "of", "to"]
+    pool = [random_text(rng, vocab, 14) for _ in range(1500)] + ADVERSARIAL
+    pool += pool[:40]  # exact duplicates: ties broken by pool order
+    filt = RougeFilter(0.7, top_k=top_k)
+    filt.add_many(pool)
+    pool_tokens = [tokenize(p) for p in pool]
+    stream = []
+    for i in range(60):
+        if i % 3 == 0:
+            stream.append(rng.choice(pool))
+        elif i % 3 == 1:
+            stream.append(" ".join(rng.choice(["the", "a", "of"]) for _ in range(rng.randint(1, 30))))
+        else:
+            stream.append(random_text(rng, vocab, 40))
+    for cand in stream + ADVERSARIAL:
+        tokens = tokenize(cand)
+        scores = [rouge_l_f(lcs_length(tokens, t), len(tokens), len(t)) for t in pool_tokens]
+        expected = sorted(range(len(pool)), key=lambda i: (-scores[i], i))[:top_k]
+        best, top, avg = filt.query(cand, with_avg=True)
+        assert [i for i, _ in top] == expected, cand
+        assert [s for _, s in top] == [scores[i] for i in expected] and best == scores[expected[0]], cand
+        assert avg == float(np.mean(scores)), cand
+
+
 def test_threshold_is_strict_and_duplicates_rejected():
     filt = RougeFilter(0.7)
     filt.add("one two three four five six seven eight nine ten")

@@ -68,3 +68,30 @@ def test_the_file_alone_holds_every_answer_after_close_even_with_a_reader_open(t
     shutil.copy(path, alone)
     reader.close()
     assert len(read_cache(alone)) == 50
+
+
+def test_derived_values_persist_and_only_a_stage_that_stores_one_gets_the_table(tmp_path):
+    plain = ResponseCache(tmp_path / "plain.sqlite")
+    plain.put("a", Reply("x", 1, 1))
+    assert plain.get_derived("r") is None
+    plain.close()
+    c = ResponseCache(tmp_path / "c.sqlite")
+    c.put_derived("r", b"\x00decisions")
+    c.put_derived("r", b"replaced")
+    c.close()
+    again = ResponseCache(tmp_path / "c.sqlite")
+    assert again.get_derived("r") == b"replaced" and again.get_derived("zz") is None
+    assert len(again) == 0 and read_cache(tmp_path / "c.sqlite") == {}  # answers' readers do not see them
+    again.close()
+    tables = {p.name: _tables(p) for p in (tmp_path / "plain.sqlite", tmp_path / "c.sqlite")}
+    assert tables == {"plain.sqlite": ["answers"], "c.sqlite": ["answers", "derived"]}
+
+
+def _tables(path):
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    finally:
+        conn.close()
