@@ -237,15 +237,21 @@ def _count_requests(
     lang: str | None,
     completion: Callable[[Any], int],
 ) -> None:
-    """Add each (request, how many like it) not answered in ``cache`` (its first attempt's key) to ``est``."""
+    """Add each (request, how many like it) not answered in ``cache`` (its first attempt's key) to ``est``.
+
+    A request identical to an earlier one (the same key) counts as cached: the stage's teacher sends it once.
+    """
     from okapi.teacher import cache_key
 
     tcfg = ctx.teacher(lang)
     keys = ctx.cached_keys(cache)
+    seen: set[str] = set()
     for req, n in requests:
-        if keys and cache_key(tcfg, req, 0) in keys:
+        key = cache_key(tcfg, req, 0)
+        if key in keys or key in seen:
             est.cached += n
             continue
+        seen.add(key)
         est.add(ctx.tokens.messages(req.messages), completion(req), n)
 
 
@@ -444,6 +450,7 @@ def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
     modelled = note.startswith("modelled")
     est = StageEstimate(source="modelled" if modelled else "real", note=note.removeprefix("modelled: "))
     keys = ctx.cached_keys(cache)
+    seen: dict[str, int] = {}  # keys counted already (the stage sends an identical request once), turn 1's tokens
     answers: dict[str, str] = {}
     if keys:
         from okapi.cache import read_cache
@@ -462,19 +469,25 @@ def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
             # The English version of the instruction, input and responses: as many words as the listed part, at
             # English's ~4 tokens per 3 words (the listed part itself may be in a script that costs far more).
             listed = messages[-1]["content"].split("\n\n", 1)[-1]
-            english = answers.get(cache_key(tcfg, req1, 0))
+            key1 = cache_key(tcfg, req1, 0)
+            english = answers.get(key1)
             if english is not None:
                 est.cached += n  # the real answer is in the turn-2 prompt below
+            elif key1 in seen:
+                est.cached += n  # the same turn 1 as an earlier sample's: the stage sends it once
+                english_tokens = seen[key1]
             else:
-                english_tokens = round(len(listed.split()) * ENGLISH_TOKENS_PER_WORD)
+                english_tokens = seen[key1] = round(len(listed.split()) * ENGLISH_TOKENS_PER_WORD)
                 est.add(ctx.tokens.messages(messages), english_tokens, n)
             messages2 = build_turn2(messages, english or "", num_responses=t, structured=cfg.structured)
         req2 = ChatRequest(
             key=s["id"], messages=messages2, schema=_rs(t) if cfg.structured else None, max_tokens=cfg.max_tokens
         )
-        if cache_key(tcfg, req2, 0) in keys:
+        key2 = cache_key(tcfg, req2, 0)
+        if key2 in keys or key2 in seen:
             est.cached += n
             continue
+        seen[key2] = 0
         ranks = "\n".join(f"Response {r}: overall rank: {r}" for r in range(1, t + 1))
         est.add(ctx.tokens.messages(messages2) + english_tokens, ctx.tokens.text(ranks), n)
     return est

@@ -281,6 +281,8 @@ class Teacher:
         self.budget = self._open_budget()
         # Batch mode: the ids of submitted, not yet collected batches, so a rerun resumes instead of resubmitting.
         self.batch_state_path = Path(f"{os.fspath(cache_path)}.batch.json")
+        # Online mode: the requests on their way, by cache key, so an identical one waits for that answer.
+        self._inflight: dict[str, asyncio.Future[_Reply | None]] = {}
         self.stats: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
 
@@ -426,32 +428,63 @@ class Teacher:
             key = self.cache_key(req, attempt)
             reply = self._cached(key)
             if reply is None:
-                poster = await slots.get()
-                try:
-                    # Reserved inside the slot: only requests about to go out hold a share of the budget.
-                    worst = self.budget.worst_case(req.messages, req.max_tokens or self.cfg.max_tokens)
-                    if not self.budget.admit(worst):
-                        return None
-                    try:
-                        reply = await self._send(poster, req, attempt, key)
-                    finally:
-                        self.budget.release(worst)
-                finally:
-                    slots.put_nowait(poster)
-                self._store(key, reply)
+                reply = await self._fetch(slots, req, attempt, key)
+                if reply is None:
+                    return None
             outcome = self._judge(req, attempt, reply.text, parse, max_attempts)
             if outcome is not None:
                 self._tick(bar)
                 return outcome
         raise AssertionError("unreachable: the last attempt always decides")  # pragma: no cover
 
+    async def _fetch(
+        self, slots: asyncio.Queue[ChatPoster], req: ChatRequest, attempt: int, key: str
+    ) -> _Reply | None:
+        """The answer to a request not in the cache; None when the budget refused to send it.
+
+        An identical request (the same cache key) already on its way for an earlier item is awaited, not sent again:
+        the same answer is bought once, whatever the timing (a batch-mode run sends each key once too).
+        """
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            reply = await asyncio.shield(waiting)
+            if reply is not None:
+                self._count_hit(reply)
+            return reply
+        self._inflight[key] = mine = asyncio.get_running_loop().create_future()
+        try:
+            poster = await slots.get()
+            try:
+                # Reserved inside the slot: only requests about to go out hold a share of the budget.
+                worst = self.budget.worst_case(req.messages, req.max_tokens or self.cfg.max_tokens)
+                if not self.budget.admit(worst):
+                    mine.set_result(None)
+                    return None
+                try:
+                    reply = await self._send(poster, req, attempt, key)
+                finally:
+                    self.budget.release(worst)
+            finally:
+                slots.put_nowait(poster)
+            self._store(key, reply)
+            mine.set_result(reply)
+            return reply
+        except BaseException:
+            mine.cancel()  # the error itself propagates from here; whoever waited on this request stops too
+            raise
+        finally:
+            del self._inflight[key]
+
     def _cached(self, key: str) -> _Reply | None:
         reply = self.cache.get(key)
         if reply is not None:
-            self.stats["cache_hits"] += 1
-            self.stats["cached_prompt_tokens"] += reply.prompt_tokens
-            self.stats["cached_completion_tokens"] += reply.completion_tokens
+            self._count_hit(reply)
         return reply
+
+    def _count_hit(self, reply: _Reply) -> None:
+        self.stats["cache_hits"] += 1
+        self.stats["cached_prompt_tokens"] += reply.prompt_tokens
+        self.stats["cached_completion_tokens"] += reply.completion_tokens
 
     def _store(self, key: str, reply: _Reply) -> None:
         self.cache.put(key, reply)

@@ -130,6 +130,20 @@ def test_requests_from_a_generator_are_built_only_as_slots_free(tmp_path, key):
     assert t.account()["cache_hits"] == 5
 
 
+def test_identical_requests_in_one_run_are_bought_once(tmp_path, key):
+    """Two items that make the same request (the same cache key) get one answer, sent once, however the requests
+    interleave; the copies count as cache hits."""
+    with FakeOpenAIServer(echo) as srv:
+        t = Teacher(cfg(srv.base_url, max_concurrency=8), srv.base_url, tmp_path / "c.sqlite")
+        same = [ChatRequest(key=f"d{i}", messages=[{"role": "user", "content": f"q{i % 3}"}]) for i in range(12)]
+        out = t.run(same, ident)
+        t.close()
+    assert [o.key for o in out] == [f"d{i}" for i in range(12)]
+    assert [o.value for o in out] == [f"answer: q{i % 3}" for i in range(12)]
+    assert sorted(r["messages"][0]["content"] for r in srv.requests) == ["q0", "q1", "q2"]
+    assert t.account()["requests_sent"] == 3 and t.account()["cache_hits"] == 9
+
+
 TRANSPORTS = pytest.mark.parametrize("http", ["aiohttp", "httpx"])
 
 
