@@ -437,9 +437,7 @@ class Teacher:
                 return outcome
         raise AssertionError("unreachable: the last attempt always decides")  # pragma: no cover
 
-    async def _fetch(
-        self, slots: asyncio.Queue[ChatPoster], req: ChatRequest, attempt: int, key: str
-    ) -> _Reply | None:
+    async def _fetch(self, slots: asyncio.Queue[ChatPoster], req: ChatRequest, attempt: int, key: str) -> _Reply | None:
         """The answer to a request not in the cache; None when the budget refused to send it.
 
         An identical request (the same cache key) already on its way for an earlier item is awaited, not sent again:
