@@ -602,9 +602,7 @@ def main() -> None:
             row["of_bound"] = round(row["requests_per_s"] / bound, 3) if row["requests_per_s"] else None
             # While requests are in flight (the stage's pauses between rounds of requests left out).
             row["requests_per_busy_s"] = round(row["requests"] / row["busy_s"], 1) if row["busy_s"] else None
-            row["of_bound_busy"] = (
-                round(row["requests_per_busy_s"] / bound, 3) if row["requests_per_busy_s"] else None
-            )
+            row["of_bound_busy"] = round(row["requests_per_busy_s"] / bound, 3) if row["requests_per_busy_s"] else None
             row["cpu_ms_per_request"] = round(1000 * row["cpu_s"] / max(1, row["requests"]), 2)
             cache = work / f"data/teacher_cache/{stage if stage == 'generate' else f'{stage}-{LANG}'}.sqlite"
             row["cache"] = reopen(cache) | {"answers": _cache_count(cache)}
