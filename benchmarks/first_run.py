@@ -1,6 +1,6 @@
 """A newcomer's first run, timed: fresh clone of HEAD, `make repro` (set-up + whole embedded pipeline), per stage.
 
-    python benchmarks/first_run.py                 # cold: new venv, pip cache off (PIP_NO_CACHE_DIR), compile
+    python benchmarks/first_run.py                 # cold: new venv, pip and uv caches off, compile
     python benchmarks/first_run.py --reuse-venv    # pipeline only: the clone borrows this checkout's .venv
     python benchmarks/first_run.py --runs 3 --json out.json
 
@@ -56,7 +56,7 @@ def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
     clone = work / "okapi"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     reference = _metrics(clone)
-    env = {**os.environ, "PIP_NO_CACHE_DIR": "1"}
+    env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "UV_NO_CACHE": "1"}
     if reuse_venv:
         (clone / ".venv").symlink_to(ROOT / ".venv")
     t0 = time.monotonic()
