@@ -450,7 +450,9 @@ def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
     modelled = note.startswith("modelled")
     est = StageEstimate(source="modelled" if modelled else "real", note=note.removeprefix("modelled: "))
     keys = ctx.cached_keys(cache)
-    seen: dict[str, int] = {}  # keys counted already (the stage sends an identical request once), turn 1's tokens
+    # Keys counted already (the stage sends an identical request once): turn 1's with its English tokens, turn 2's.
+    seen1: dict[str, int] = {}
+    seen2: set[str] = set()
     answers: dict[str, str] = {}
     if keys:
         from okapi.cache import read_cache
@@ -473,21 +475,21 @@ def estimate_rank(ctx: Context, lang: str) -> StageEstimate:
             english = answers.get(key1)
             if english is not None:
                 est.cached += n  # the real answer is in the turn-2 prompt below
-            elif key1 in seen:
+            elif key1 in seen1:
                 est.cached += n  # the same turn 1 as an earlier sample's: the stage sends it once
-                english_tokens = seen[key1]
+                english_tokens = seen1[key1]
             else:
-                english_tokens = seen[key1] = round(len(listed.split()) * ENGLISH_TOKENS_PER_WORD)
+                english_tokens = seen1[key1] = round(len(listed.split()) * ENGLISH_TOKENS_PER_WORD)
                 est.add(ctx.tokens.messages(messages), english_tokens, n)
             messages2 = build_turn2(messages, english or "", num_responses=t, structured=cfg.structured)
         req2 = ChatRequest(
             key=s["id"], messages=messages2, schema=_rs(t) if cfg.structured else None, max_tokens=cfg.max_tokens
         )
         key2 = cache_key(tcfg, req2, 0)
-        if key2 in keys or key2 in seen:
+        if key2 in keys or key2 in seen2:
             est.cached += n
             continue
-        seen[key2] = 0
+        seen2.add(key2)
         ranks = "\n".join(f"Response {r}: overall rank: {r}" for r in range(1, t + 1))
         est.add(ctx.tokens.messages(messages2) + english_tokens, ctx.tokens.text(ranks), n)
     return est

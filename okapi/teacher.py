@@ -107,8 +107,8 @@ class TeacherConfig:
     (teacher.embedded.servers), since llama-cpp-python's server answers one at a time."""
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
     """How chat requests are sent (okapi.chat_http): aiohttp (a plain POST of the OpenAI protocol on aiohttp, about
-    half the client CPU per request: README, Performance) or httpx (through the openai SDK's own client). The Batch
-    API's calls always go through the SDK."""
+    a quarter of the client CPU per request of httpx: README, Performance) or httpx (through the openai SDK's own
+    client). The Batch API's calls always go through the SDK."""
     timeout_s: float = 300.0
     """Seconds one request may take before it is retried."""
     max_retries: int = 6
