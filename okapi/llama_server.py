@@ -1,18 +1,24 @@
-"""The embedded teacher: llama-cpp-python's OpenAI-compatible servers on 127.0.0.1, started around a stage.
+"""The embedded teacher: llama.cpp's own OpenAI-compatible server on 127.0.0.1, started around a stage.
 
 So the stages have a single code path -- the one real users take with OpenAI, vLLM or Ollama -- and the
-embedded default needs no key and no network.
+embedded default needs no key and no network. The server is llama.cpp's C++ server (parallel slots, continuous
+batching, JSON-schema structured output) from the ``xllamacpp`` wheel, which PyPI ships prebuilt for x86-64 with
+AVX2 and no AVX-512 (nothing to compile on set-up; a ``-march=native`` build trapped on our VMs). Each server runs
+in a child process (``python -m okapi.llama_server``), so a crash there is reported, not inherited.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,6 +30,7 @@ import httpx2 as httpx  # installed with openai
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "install it with: make setup-embedded (or pip install xllamacpp)"
 
 
 class EmbeddedServerError(RuntimeError):
@@ -56,21 +63,19 @@ def llama_servers(
     model_alias: str,
     *,
     servers: int = 2,
+    slots: int = 1,
     n_ctx: int = 4096,
     n_threads: int = 1,
     startup_timeout_s: float = 120.0,
 ) -> Iterator[list[str]]:
-    """Start ``servers`` llama-cpp-python servers side by side (each on its own loopback port), yield their
-    base_urls once all answer, stop them all afterwards.
+    """Start ``servers`` llama.cpp servers side by side (each on its own loopback port, each with ``slots``
+    sequences decoded together), yield their base_urls once all answer, stop them all afterwards.
 
-    llama-cpp-python's server answers one request at a time; several single-threaded servers are how the embedded
-    teacher answers several at once (measured: README, Performance).
+    Every slot may use the whole ``n_ctx`` (one KV cache shared by the slots), so a long prompt does not fail
+    because other slots are busy. The caller keeps at most ``slots`` requests in flight per server.
     """
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise EmbeddedServerError(
-            "teacher.backend is embedded but llama-cpp-python is not installed; "
-            "install it with: pip install 'llama-cpp-python[server]'"
-        )
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise EmbeddedServerError(f"teacher.backend is embedded but xllamacpp is not installed; {INSTALL_HINT}")
     # llama.cpp's OpenMP threads spin-wait by default; with any other busy process on a 2-core machine that made
     # generation ~25x slower (1.2 vs 28 tokens/s measured). Passive waiting costs little when idle.
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
@@ -82,21 +87,19 @@ def llama_servers(
             cmd = [
                 sys.executable,
                 "-m",
-                "llama_cpp.server",
+                "okapi.llama_server",
                 "--model",
                 str(model_path),
-                "--model_alias",
+                "--alias",
                 model_alias,
-                "--host",
-                "127.0.0.1",
                 "--port",
                 str(port),
-                "--n_ctx",
+                "--n-ctx",
                 str(n_ctx),
-                "--n_threads",
+                "--threads",
                 str(n_threads),
-                "--verbose",
-                "False",
+                "--slots",
+                str(slots),
             ]
             server_log = stack.enter_context(tempfile.TemporaryFile(mode="w+"))
             proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
@@ -106,18 +109,22 @@ def llama_servers(
         for proc, base_url, server_log in started:
             _wait_ready(proc, base_url, startup_timeout_s, server_log)
         urls = [base_url for _, base_url, _ in started]
-        log.info("embedded teacher %s serving at %s", model_alias, ", ".join(urls))
+        log.info("embedded teacher %s serving at %s (%d slots each)", model_alias, ", ".join(urls), slots)
         try:
             yield urls
         except Exception as err:  # noqa: BLE001 -- re-raised; a dead server explains the failure better
             for proc, _, server_log in started:
                 if proc.poll() is not None:
-                    server_log.seek(0)
                     raise EmbeddedServerError(
                         f"an embedded llama.cpp server died during the stage (exit code {proc.returncode}); "
-                        f"last lines of its log:\n{server_log.read()[-1500:]}"
+                        f"last lines of its log:\n{_tail(server_log, 1500)}"
                     ) from err
             raise
+
+
+def _tail(server_log, n: int) -> str:
+    server_log.seek(0)
+    return server_log.read()[-n:]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -131,12 +138,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _wait_ready(proc: subprocess.Popen, base_url: str, timeout_s: float, server_log) -> None:
     deadline = time.monotonic() + timeout_s
-    polls = int(timeout_s / 0.2) + 1
+    polls = int(timeout_s / 0.1) + 1
     for _ in range(polls):
         if proc.poll() is not None:
-            server_log.seek(0)
-            tail = server_log.read()[-2000:]
-            raise EmbeddedServerError(f"the embedded llama.cpp server exited at start-up:\n{tail}")
+            raise EmbeddedServerError(f"the embedded llama.cpp server exited at start-up:\n{_tail(server_log, 2000)}")
         try:
             if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
                 return
@@ -144,5 +149,49 @@ def _wait_ready(proc: subprocess.Popen, base_url: str, timeout_s: float, server_
             pass
         if time.monotonic() > deadline:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise EmbeddedServerError(f"the embedded llama.cpp server did not answer within {timeout_s:.0f} s")
+
+
+def serve(model: str, alias: str, port: int, n_ctx: int, threads: int, slots: int) -> None:
+    """Run one llama.cpp server in this process until SIGTERM or SIGINT."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = model
+    params.model_alias = {alias}
+    params.hostnames = ["127.0.0.1"]
+    params.port = port
+    params.n_ctx = n_ctx
+    params.n_parallel = slots
+    params.kv_unified = True  # one KV cache for all slots: each may use the whole context
+    params.cont_batching = True
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.verbosity = 1  # warnings and errors; per-request lines would drown the stage's log
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = xllamacpp.Server(params)
+    try:
+        while not stop.wait(3600):
+            pass
+    finally:
+        del server
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="One embedded llama.cpp server (started by okapi.teacher).")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--alias", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--slots", type=int, default=4)
+    args = ap.parse_args(argv)
+    serve(args.model, args.alias, args.port, args.n_ctx, args.threads, args.slots)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """The one client for every teacher call (generation, translation, ranking, eval-set translation).
 
 Built on the ``openai`` package, so any OpenAI-compatible server works by ``base_url``: OpenAI itself, vLLM, the
-llama.cpp server, Ollama. The embedded default is llama-cpp-python's server on 127.0.0.1 (``okapi.llama_server``).
+llama.cpp server, Ollama. The embedded default is llama.cpp's server on 127.0.0.1 (``okapi.llama_server``).
 
 Every request/response pair goes through a content-addressed cache keyed by (model, messages, decoding params,
 prompt version, attempt) -- never by the API key or the endpoint -- committed to a SQLite file (okapi.cache) as
@@ -68,17 +68,18 @@ _BATCH_FINAL = ("completed", "failed", "expired", "cancelled")
 
 @dataclass
 class EmbeddedConfig:
-    """``teacher.embedded``: llama-cpp-python's server for the embedded teacher."""
+    """``teacher.embedded``: llama.cpp's server (the xllamacpp wheel) for the embedded teacher."""
 
     n_ctx: int = 4096
-    """Context window in tokens (prompt + answer)."""
+    """Context window in tokens, shared by a server's slots (each request may use all of it)."""
     servers: int = 2
-    """Server processes started side by side, each answering one request at a time; the stage spreads its requests
-    over them (one in flight per server). On 2 cores, 2 servers of 1 thread made 3.7x the tokens/s of 1 server of
-    2 threads (README, Performance)."""
+    """Server processes started side by side; the stage spreads its requests over them."""
+    slots: int = 1
+    """Requests each server decodes together (llama.cpp's parallel slots, continuous batching); the stage keeps
+    this many in flight per server."""
     n_threads: int = 1
-    """CPU threads of each server. More threads per server were slower on our 2-core machines (35 vs 66 tokens/s
-    for 2 vs 1 thread), so add servers rather than threads."""
+    """CPU threads of each server. On 2 cores, 2 servers of 1 thread with 1 slot each made the most tokens/s, and
+    more slots gave answers that depend on which requests were decoded together (README, Performance)."""
     startup_timeout_s: float = 120.0
     """Seconds to wait for the server to answer its health check before the stage gives up."""
 
@@ -86,6 +87,7 @@ class EmbeddedConfig:
         check(self.n_ctx >= 512, "teacher.embedded.n_ctx", self.n_ctx, "an integer >= 512")
         check(self.servers >= 1, "teacher.embedded.servers", self.servers, "an integer >= 1")
         check(self.n_threads >= 1, "teacher.embedded.n_threads", self.n_threads, "an integer >= 1")
+        check(self.slots >= 1, "teacher.embedded.slots", self.slots, "an integer >= 1")
 
 
 @dataclass
@@ -93,7 +95,7 @@ class TeacherConfig:
     """The ``teacher`` section: the paper's ChatGPT, any OpenAI-compatible endpoint."""
 
     backend: Literal["embedded", "openai"] = "embedded"
-    """embedded: start llama-cpp-python's server with the SmolLM2 GGUF on 127.0.0.1; openai: any
+    """embedded: start llama.cpp's server with the SmolLM2 GGUF on 127.0.0.1; openai: any
     OpenAI-compatible server at base_url (OpenAI, vLLM, llama.cpp, Ollama)."""
     base_url: str | None = None
     """The server's URL (http or https); required with backend openai."""
@@ -103,8 +105,8 @@ class TeacherConfig:
     """How structured output is requested: none (plain text, the paper's prompts), openai (json_schema
     response_format) or llama_cpp (its JSON-schema grammar)."""
     max_concurrency: int = 1
-    """Requests in flight at once at base_url. The embedded backend ignores it: one request per server
-    (teacher.embedded.servers), since llama-cpp-python's server answers one at a time."""
+    """Requests in flight at once at base_url. The embedded backend ignores it: it keeps teacher.embedded.slots in
+    flight per server."""
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
     """How chat requests are sent (okapi.chat_http): aiohttp (a plain POST of the OpenAI protocol on aiohttp, about
     a quarter of the client CPU per request of httpx: README, Performance) or httpx (through the openai SDK's own
@@ -267,16 +269,26 @@ class Teacher:
     """Runs many chat requests against one endpoint (or a few equal ones) with caching, retries, bounded concurrency
     and accounting.
 
-    With one URL, up to ``max_concurrency`` requests are in flight; with several (the embedded teacher's servers),
-    one per URL: each request goes to the first server that is free.
+    With one URL, up to ``max_concurrency`` requests are in flight; with several, ``per_url`` per URL (default one):
+    each request goes to the first server with a free slot. The embedded teacher passes its servers' slots.
     """
 
-    def __init__(self, cfg: TeacherConfig, base_url: str | Sequence[str], cache_path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        cfg: TeacherConfig,
+        base_url: str | Sequence[str],
+        cache_path: str | os.PathLike[str],
+        *,
+        per_url: int | None = None,
+    ) -> None:
         self.cfg = cfg
         self.base_urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not self.base_urls:
             raise ValueError("a Teacher needs at least one base_url")
         self.base_url = self.base_urls[0]
+        if per_url is None:
+            per_url = cfg.max_concurrency if len(self.base_urls) == 1 else 1
+        self.per_url = per_url
         self.cache = ResponseCache(cache_path)
         self.budget = self._open_budget()
         # Batch mode: the ids of submitted, not yet collected batches, so a rerun resumes instead of resubmitting.
@@ -366,7 +378,7 @@ class Teacher:
         total: int | None,
     ) -> list[Outcome]:
         api_key = (os.environ.get(API_KEY_ENV) if self.cfg.backend == "openai" else None) or _LOCAL_PLACEHOLDER_KEY
-        per_url = self.cfg.max_concurrency if len(self.base_urls) == 1 else 1
+        per_url = self.per_url
         if self.cfg.mode == "batch":
             posters: list[ChatPoster] = []
         elif self.cfg.http_client == "aiohttp":
@@ -897,11 +909,12 @@ def open_teacher(cfg: TeacherConfig, cache_path: str | os.PathLike[str]) -> Iter
             smollm2_gguf_path(),
             cfg.model,
             servers=cfg.embedded.servers,
+            slots=cfg.embedded.slots,
             n_ctx=cfg.embedded.n_ctx,
             n_threads=cfg.embedded.n_threads,
             startup_timeout_s=cfg.embedded.startup_timeout_s,
         ) as base_urls:
-            teacher = Teacher(cfg, base_urls, cache_path)
+            teacher = Teacher(cfg, base_urls, cache_path, per_url=cfg.embedded.slots)
             try:
                 yield teacher
             finally:

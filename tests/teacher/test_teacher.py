@@ -93,6 +93,52 @@ def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
     assert peak == {0: 1, 1: 1}
 
 
+def test_servers_with_parallel_slots_get_that_many_requests_each(tmp_path, key):
+    """teacher.embedded.slots: a server that decodes N requests together gets up to N in flight, never more."""
+    import threading
+
+    in_flight: Counter[int] = Counter()
+    peak: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def tracking(index):
+        def respond(messages):
+            with lock:
+                in_flight[index] += 1
+                peak[index] = max(peak[index], in_flight[index])
+            time.sleep(0.05)
+            with lock:
+                in_flight[index] -= 1
+            return "answer: " + messages[-1]["content"]
+
+        return respond
+
+    with FakeOpenAIServer(tracking(0)) as a, FakeOpenAIServer(tracking(1)) as b:
+        t = Teacher(cfg(a.base_url, max_concurrency=8), [a.base_url, b.base_url], tmp_path / "c.sqlite", per_url=3)
+        out = t.run(reqs(24), ident)
+        t.close()
+    assert [o.value for o in out] == [f"answer: q{i}" for i in range(24)]
+    assert len(a.requests) + len(b.requests) == 24
+    assert peak == {0: 3, 1: 3}
+
+
+def test_embedded_teacher_without_xllamacpp_is_one_clear_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    from okapi import llama_server
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "xllamacpp" else real(name, *a))
+    with pytest.raises(llama_server.EmbeddedServerError, match=r"xllamacpp is not installed; install it with: make"):
+        with llama_server.llama_servers(tmp_path / "m.gguf", "m"):
+            pass
+
+
+def test_bad_embedded_slots_name_the_key():
+    with pytest.raises(ConfigError, match=r"teacher\.embedded\.slots.*an integer >= 1"):
+        from_dict(TeacherConfig, {"embedded": {"slots": 0}}, "teacher")
+
+
 def test_requests_from_a_generator_are_built_only_as_slots_free(tmp_path, key):
     """A caller with 180K requests may pass a generator: the teacher takes the next request only when a slot is
     about to send it, so no more than max_concurrency requests are ever built and unanswered; outcomes come back
