@@ -1,12 +1,13 @@
 """A newcomer's first run, timed: fresh clone of HEAD, `make repro` (set-up + whole embedded pipeline), per stage.
 
-    python benchmarks/first_run.py                 # cold: new venv, pip and uv caches off, compile
+    python benchmarks/first_run.py                 # cold: new venv, pip and uv caches off
     python benchmarks/first_run.py --reuse-venv    # pipeline only: the clone borrows this checkout's .venv
     python benchmarks/first_run.py --runs 3 --json out.json
 
 Each run clones the repository's HEAD into a temporary folder (no DVC cache, no teacher cache, no outputs) and runs
 `make repro` there with a timestamp on every line of its output. Set-up is the time until DVC starts its first
-stage; each stage's time runs from its "Running stage" line to the next one (the last stage's to the end). It then
+stage; each stage's time runs from its "Running stage" line to the next one of its language column (okapi.repro
+runs the columns side by side and prefixes their lines), a column's last stage to the column's last line. It then
 says whether the run reproduced the committed metrics (every metrics/**/*.json, numbers compared exactly) -- the
 clone's own committed files are the reference, so the comparison is meaningful only when HEAD's dvc.lock and
 metrics come from the same code.
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE_LINE = re.compile(r"Running stage '([^']+)'")
+STAGE_LINE = re.compile(r"^(?:\[([^\]]+)\] )?Running stage '([^']+)'")
 
 
 def _metrics(folder: Path) -> dict[str, object]:
@@ -60,10 +61,11 @@ def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
     if reuse_venv:
         (clone / ".venv").symlink_to(ROOT / ".venv")
     t0 = time.monotonic()
-    stages: list[tuple[str, float]] = []
+    stages: list[tuple[str, str, float]] = []  # (column, stage, start): okapi.repro prefixes a column's lines
+    last_line: dict[str, float] = {}
     log_lines: list[str] = []
     # Borrowing a venv skips set-up: make would rebuild it (the clone's requirements.txt is newer than the venv).
-    cmd = ["sh", "-c", "make remote && .venv/bin/dvc repro"] if reuse_venv else ["make", "repro"]
+    cmd = ["sh", "-c", "make remote && .venv/bin/python -m okapi.repro"] if reuse_venv else ["make", "repro"]
     if reuse_venv:  # as the Makefile does: the stages' `python` is the venv's
         env.update(
             PATH=f"{clone / '.venv' / 'bin'}{os.pathsep}{env['PATH']}", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"
@@ -73,25 +75,33 @@ def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
     for line in proc.stdout:
         now = time.monotonic() - t0
         log_lines.append(f"{now:8.1f} {line.rstrip()}")
+        column = line[1 : line.index("] ")] if line.startswith("[") and "] " in line else ""
+        last_line[column] = now
         m = STAGE_LINE.search(line)
         if m:
-            stages.append((m.group(1), now))
-            print(f"{now:7.1f} s  {m.group(1)}", flush=True)
+            stages.append((m.group(1) or "", m.group(2), now))
+            print(f"{now:7.1f} s  {m.group(2)}", flush=True)
     rc = proc.wait()
     total = time.monotonic() - t0
     (work / "make_repro.log").write_text("\n".join(log_lines) + "\n")
-    per_stage = {
-        name: round((stages[i + 1][1] if i + 1 < len(stages) else total) - start, 1)
-        for i, (name, start) in enumerate(stages)
-    }
+    # A stage runs until the next stage of its column starts; a column's last stage until the column's last line
+    # (stages outside any column run one at a time: until the next stage starts, the last one until the end).
+    per_stage = {}
+    for i, (column, name, start) in enumerate(stages):
+        later = [s for c, _, s in stages[i + 1 :] if c == column or not column]
+        end = later[0] if later else (last_line[column] if column else total)
+        per_stage[name] = round(end - start, 1)
+    columns = sorted({c for c, _, _ in stages if c})
+    column_s = {c: round(last_line[c] - min(s for cc, _, s in stages if cc == c), 1) for c in columns}
     produced = _metrics(clone) if rc == 0 else {}
     differing = sorted(k for k in set(reference) | set(produced) if reference.get(k) != produced.get(k))
     result = {
         "returncode": rc,
         "total_s": round(total, 1),
-        "setup_s": round(stages[0][1], 1) if stages else None,
-        "pipeline_s": round(total - stages[0][1], 1) if stages else None,
+        "setup_s": round(stages[0][2], 1) if stages else None,
+        "pipeline_s": round(total - stages[0][2], 1) if stages else None,
         "stages_s": per_stage,
+        "columns_s": column_s,  # wall time of each language's column (they run side by side)
         "metrics_files": len(produced),
         "metrics_differing": differing,
         # How far apart: float noise of multi-threaded training kernels shows as ~1e-7 relative on losses.

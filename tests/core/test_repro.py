@@ -1,0 +1,135 @@
+"""okapi.repro: the languages' columns of a DVC pipeline run side by side, and the result is what `dvc repro` builds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from okapi import repro
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each column's first stage writes its marker, then waits for the other column's: run one after the other, the
+# first column would wait in vain and fail. Every stage reads what the stage before it wrote.
+PIPELINE = textwrap.dedent(
+    """
+    stages:
+      first:
+        cmd: echo seed > first.txt
+        outs:
+          - first.txt
+      col:
+        foreach: [x, y]
+        do:
+          cmd: python col.py ${item}
+          deps:
+            - first.txt
+            - col.py
+          outs:
+            - col_${item}.txt
+      more:
+        foreach: [x, y]
+        do:
+          cmd: python more.py ${item}
+          deps:
+            - col_${item}.txt
+            - more.py
+          outs:
+            - more_${item}.txt
+      last:
+        cmd: cat more_x.txt more_y.txt > last.txt
+        deps:
+          - more_x.txt
+          - more_y.txt
+        outs:
+          - last.txt
+    """
+)
+COL = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    me = sys.argv[1]
+    other = "y" if me == "x" else "x"
+    pathlib.Path(f"{me}.mark").write_text("1")
+    for _ in range(300):
+        if pathlib.Path(f"{other}.mark").exists():
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit(f"column {me} ran alone: {other} never started")
+    pathlib.Path(f"col_{me}.txt").write_text(pathlib.Path("first.txt").read_text() + me)
+    """
+)
+MORE = textwrap.dedent(
+    """
+    import pathlib, sys
+    me = sys.argv[1]
+    if me in pathlib.Path("fail.txt").read_text().split():
+        sys.exit(f"more@{me} fails on purpose")
+    pathlib.Path(f"more_{me}.txt").write_text(pathlib.Path(f"col_{me}.txt").read_text() + "+")
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.yaml").write_text(PIPELINE)
+    (tmp_path / "col.py").write_text(COL)
+    (tmp_path / "more.py").write_text(MORE)
+    (tmp_path / "fail.txt").write_text("")
+    return tmp_path
+
+
+def test_plan_splits_shared_stages_and_columns(project: Path) -> None:
+    first, columns = repro.plan(project)
+    assert first == ["first"]
+    assert columns == {"x": ["col@x", "more@x"], "y": ["col@y", "more@y"]}
+
+
+def test_columns_run_side_by_side_and_the_result_is_up_to_date(project: Path) -> None:
+    assert repro.run(2, project) == 0
+    assert (project / "last.txt").read_text() == "seed\nx+seed\ny+"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert set(lock) == {"first", "col@x", "col@y", "more@x", "more@y", "last"}
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True, text=True, check=True
+    )
+    assert status.stdout.strip() == "{}"
+
+
+def test_a_failed_column_fails_the_run_and_keeps_the_others(project: Path, capsys) -> None:
+    (project / "fail.txt").write_text("y")
+    assert repro.run(2, project) == 1
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert {"first", "col@x", "col@y", "more@x"} <= set(lock) and "more@y" not in lock
+    assert not (project / "last.txt").exists()
+    assert "the stages of y failed" in capsys.readouterr().err
+
+
+def test_column_env_shares_the_cores_unless_set(monkeypatch) -> None:
+    monkeypatch.setattr(repro.os, "cpu_count", lambda: 4)
+    assert repro.column_env(2, {})["OMP_NUM_THREADS"] == "2"
+    assert repro.column_env(8, {})["OMP_NUM_THREADS"] == "1"
+    assert repro.column_env(2, {"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"
+
+
+def test_the_pipeline_plan_is_shared_stages_then_one_column_per_language() -> None:
+    first, columns = repro.plan(ROOT)
+    assert first == ["base", "generate"]
+    languages = list(yaml.safe_load((ROOT / "params.yaml").read_text())["languages"])
+    assert sorted(columns) == sorted(languages)
+    assert all(name.endswith(f"@{lang}") for lang, names in columns.items() for name in names)
+
+
+@pytest.mark.parametrize("argv, words", [(["--jobs", "0"], "--jobs must be an integer >= 1")])
+def test_bad_jobs_is_one_sentence(argv, words, capsys) -> None:
+    assert repro.main(argv) == 2
+    assert words in capsys.readouterr().err
