@@ -1,11 +1,12 @@
 """The embedded teacher's throughput by layout, side by side in one run.
 
 Layouts: ``SxTxN`` is S llama.cpp servers (the xllamacpp wheel, ``okapi.llama_server``) of T threads with N parallel
-slots each (the stage keeps N requests in flight per server); ``lcp:SxT`` is the earlier default, S
+slots each (the stage keeps N requests in flight per server), ``SxTxN:P`` the same with repeat penalty P (default
+teacher.embedded.repeat_penalty); ``lcp:SxT`` is the earlier default, S
 llama-cpp-python servers of T threads answering one request at a time (needs ``llama-cpp-python[server]``, which
 compiles llama.cpp on install; left out when it is missing).
 
-The same requests (Fig. 2's translation prompt on our seed tasks, into Vietnamese, with the JSON-schema structured
+The same requests (Fig. 2's translation prompt on our seed tasks, into Vietnamese or ``--language``, with the JSON-schema structured
 output the stages use, greedy) go through okapi.teacher.Teacher against each layout; each layout starts its servers
 first (timed apart) and gets a fresh cache. Reported: start-up seconds, wall seconds, completion tokens/s over all
 servers, the speed-up over the first layout, and which layouts gave the first layout's answers.
@@ -36,7 +37,7 @@ from okapi.teacher import ChatRequest, Teacher, TeacherConfig  # noqa: E402
 from okapi.translate import _schema, build_messages  # noqa: E402
 
 
-def requests(n: int) -> list[ChatRequest]:
+def requests(n: int, language: str) -> list[ChatRequest]:
     seeds = read_jsonl(ROOT / "data/seeds/seed_tasks.jsonl")
     out = []
     for i in range(n):
@@ -45,7 +46,7 @@ def requests(n: int) -> list[ChatRequest]:
         record = {"instruction": seed["instruction"], "output": inst.get("output", "")}
         out.append(
             ChatRequest(
-                key=f"t{i}", messages=build_messages(record, "Vietnamese"), schema=_schema(list(record)), max_tokens=256
+                key=f"t{i}", messages=build_messages(record, language), schema=_schema(list(record)), max_tokens=256
             )
         )
     return out
@@ -71,6 +72,14 @@ def llama_cpp_python_servers(servers: int, threads: int, alias: str):
         yield [url for _, url, _ in started]
 
 
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 def run_layout(layout: str, reqs: list[ChatRequest]) -> dict[str, object] | None:
     cfg = from_dict(TeacherConfig, {}, "teacher")
     t0 = time.perf_counter()
@@ -82,10 +91,14 @@ def run_layout(layout: str, reqs: list[ChatRequest]) -> dict[str, object] | None
         ctx, per_url = llama_cpp_python_servers(servers, threads, cfg.model), 1
         name = f"llama-cpp-python {servers} x {threads} thread(s)"
     else:
-        servers, threads, slots = (int(x) for x in layout.split("x"))
-        ctx = llama_servers(smollm2_gguf_path(), cfg.model, servers=servers, n_threads=threads, slots=slots)
+        shape, _, penalty = layout.partition(":")
+        servers, threads, slots = (int(x) for x in shape.split("x"))
+        repeat = float(penalty) if penalty else cfg.embedded.repeat_penalty
+        ctx = llama_servers(
+            smollm2_gguf_path(), cfg.model, servers=servers, n_threads=threads, slots=slots, repeat_penalty=repeat
+        )
         per_url = slots
-        name = f"llama.cpp {servers} x {threads} thread(s) x {slots} slot(s)"
+        name = f"llama.cpp {servers} x {threads} thread(s) x {slots} slot(s), penalty {repeat}"
     with ctx as urls:
         startup = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +114,8 @@ def run_layout(layout: str, reqs: list[ChatRequest]) -> dict[str, object] | None
         "startup_s": round(startup, 2),
         "wall_s": round(wall, 2),
         "completion_tokens": tokens,
+        # Answers cut off at max_tokens (a greedy loop): not valid JSON, so a stage would re-ask them.
+        "cut_off": sum(1 for o in outcomes if o.text and not _is_json(o.text)),
         "tokens_per_s": round(tokens / wall, 1),
         "answers": [o.text for o in outcomes],
     }
@@ -109,13 +124,14 @@ def run_layout(layout: str, reqs: list[ChatRequest]) -> dict[str, object] | None
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=24)
+    ap.add_argument("--language", default="Vietnamese", help="target language of the translations")
     ap.add_argument(
         "--layouts",
         default="lcp:2x1,1x2x4,1x2x8,2x1x4",
         help="comma-separated; SxTxN (llama.cpp servers x threads x slots) or lcp:SxT; the first is the base",
     )
     args = ap.parse_args()
-    reqs = requests(args.requests)
+    reqs = requests(args.requests, args.language)
     results = []
     for layout in args.layouts.split(","):
         r = run_layout(layout, reqs)
@@ -127,7 +143,8 @@ def main() -> int:
         same = sum(a == b for a, b in zip(r["answers"], base["answers"], strict=True))
         print(
             f"{r['layout']:44s} start {r['startup_s']:5.2f} s  {r['wall_s']:7.2f} s  {r['tokens_per_s']:6.1f} "
-            f"tokens/s  x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  {same}/{len(reqs)} answers as the base"
+            f"tokens/s  x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  {r['cut_off']} cut off  "
+            f"{same}/{len(reqs)} answers as the base"
         )
     return 0
 

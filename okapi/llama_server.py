@@ -64,6 +64,7 @@ def llama_servers(
     *,
     servers: int = 2,
     slots: int = 1,
+    repeat_penalty: float = 1.1,
     n_ctx: int = 4096,
     n_threads: int = 1,
     startup_timeout_s: float = 120.0,
@@ -100,6 +101,8 @@ def llama_servers(
                 str(n_threads),
                 "--slots",
                 str(slots),
+                "--repeat-penalty",
+                str(repeat_penalty),
             ]
             server_log = stack.enter_context(tempfile.TemporaryFile(mode="w+"))
             proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
@@ -153,7 +156,7 @@ def _wait_ready(proc: subprocess.Popen, base_url: str, timeout_s: float, server_
     raise EmbeddedServerError(f"the embedded llama.cpp server did not answer within {timeout_s:.0f} s")
 
 
-def serve(model: str, alias: str, port: int, n_ctx: int, threads: int, slots: int) -> None:
+def serve(model: str, alias: str, port: int, n_ctx: int, threads: int, slots: int, repeat_penalty: float) -> None:
     """Run one llama.cpp server in this process until SIGTERM or SIGINT."""
     import xllamacpp
 
@@ -168,6 +171,11 @@ def serve(model: str, alias: str, port: int, n_ctx: int, threads: int, slots: in
     params.cont_batching = True
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
+    # Sampling defaults for every request (a request's own fields override them): llama.cpp's top-k 40, top-p 0.95
+    # and min-p 0.05 equal llama-cpp-python's server defaults; its repeat penalty (1.1 over the last 64 tokens) is
+    # set here, since llama.cpp's default is none.
+    params.sampling.penalty_repeat = repeat_penalty
+    params.sampling.penalty_last_n = 64
     params.verbosity = 1  # warnings and errors; per-request lines would drown the stage's log
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -186,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alias", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--n-ctx", type=int, default=4096)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--slots", type=int, default=1)
+    ap.add_argument("--repeat-penalty", type=float, default=1.1)
     args = ap.parse_args(argv)
-    serve(args.model, args.alias, args.port, args.n_ctx, args.threads, args.slots)
+    serve(args.model, args.alias, args.port, args.n_ctx, args.threads, args.slots, args.repeat_penalty)
     return 0
 
 

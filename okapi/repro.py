@@ -3,7 +3,7 @@
 DVC runs one stage at a time. The languages' columns of stages (translate@L ... evaluate@L) depend on each other only
 through the shared stages before them (base, generate) and the report after them, so this runs:
 
-1. ``dvc repro`` of the shared stages that no language's stage feeds (base, generate);
+1. the shared stages that no language's stage feeds, side by side where they share nothing (base | generate);
 2. one ``dvc --wait-for-lock repro --single-item <its stages in order>`` per language, ``--jobs`` at a time (DVC
    locks the repository only between stages, so the columns' commands run at the same time; its per-stage
    read/write locks keep them apart, and each writes its own entries of dvc.lock);
@@ -34,11 +34,12 @@ class ReproError(RuntimeError):
     pass
 
 
-def plan(root: str | os.PathLike[str] = ".") -> tuple[list[str], dict[str, list[str]]]:
-    """(shared stages to run first, {language: its stages}) from the pipeline's graph.
+def plan(root: str | os.PathLike[str] = ".") -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(shared stages to run first, {language: its stages}) from the pipeline's graph, each list in run order.
 
     A language's stages are the foreach stages addressed ``<stage>@<language>``; the shared stages first are those
-    with no language stage upstream of them.
+    with no language stage upstream of them, grouped by what they depend on (stages in different groups share
+    nothing, e.g. base and generate) and keyed by each group's first stage.
     """
     import networkx as nx
     from dvc.repo import Repo
@@ -46,14 +47,18 @@ def plan(root: str | os.PathLike[str] = ".") -> tuple[list[str], dict[str, list[
     with Repo(os.fspath(root)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         columns: dict[str, list[str]] = {}
-        first: list[str] = []
+        first: list = []
         for stage in nx.topological_sort(graph.reverse(copy=False)):
             name = stage.name
             if "@" in name:
                 columns.setdefault(name.rsplit("@", 1)[1], []).append(name)
             elif not any("@" in s.name for s in nx.descendants(graph, stage)):
-                first.append(name)
-    return first, columns
+                first.append(stage)
+        groups: dict[str, list[str]] = {}
+        for part in nx.weakly_connected_components(graph.subgraph(first)):
+            names = [s.name for s in first if s in part]  # `first` is in run order
+            groups[names[0]] = names
+    return dict(sorted(groups.items(), key=lambda kv: [s.name for s in first].index(kv[0]))), columns
 
 
 def _dvc(
@@ -88,23 +93,36 @@ def column_env(jobs: int, base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _side_by_side(groups: dict[str, list[str]], jobs: int, root: str | os.PathLike[str]) -> list[str]:
+    """Run each group's stages in order, ``jobs`` groups at a time; return the groups that failed."""
+    env = column_env(jobs)
+
+    def one(name: str) -> tuple[str, int]:
+        # --single-item: the group's stages in order and nothing upstream, which DVC would lock for writing while
+        # checking it (a shared stage would then be busy for the other groups).
+        args = ["--wait-for-lock", "repro", "--single-item", *groups[name]]
+        return name, _dvc(args, root, env=env, prefix=name)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return [name for name, rc in pool.map(one, groups) if rc != 0]
+
+
 def run(jobs: int, root: str | os.PathLike[str] = ".") -> int:
     first, columns = plan(root)
     if jobs <= 1 or len(columns) <= 1:
         return _dvc(["repro"], root)
-    if first and _dvc(["repro", *first], root) != 0:
+    if len(first) > 1:
+        failed = _side_by_side(first, min(jobs, len(first)), root)
+        if failed:
+            print(f"okapi.repro: {', '.join(failed)} failed (output above); a rerun starts there", file=sys.stderr)
+            return 1
+    elif first and _dvc(["repro", *next(iter(first.values()))], root) != 0:
         return 1
     jobs = min(jobs, len(columns))
-    env = column_env(jobs)
-    print(f"okapi.repro: {len(columns)} language columns, {jobs} at a time ({env['OMP_NUM_THREADS']} thread(s) each)")
-
-    def column(lang: str) -> tuple[str, int]:
-        # --single-item: each of the column's stages in order and nothing upstream, which DVC would lock for
-        # writing while checking it (a shared stage is then busy for the other column).
-        return lang, _dvc(["--wait-for-lock", "repro", "--single-item", *columns[lang]], root, env=env, prefix=lang)
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        failed = [lang for lang, rc in pool.map(column, columns) if rc != 0]
+    print(
+        f"okapi.repro: {len(columns)} language columns, {jobs} at a time ({column_env(jobs)['OMP_NUM_THREADS']} thread(s) each)"
+    )
+    failed = _side_by_side(columns, jobs, root)
     if failed:
         print(
             f"okapi.repro: the stages of {', '.join(failed)} failed (their output above); the other columns are "

@@ -77,6 +77,10 @@ class EmbeddedConfig:
     slots: int = 1
     """Requests each server decodes together (llama.cpp's parallel slots, continuous batching); the stage keeps
     this many in flight per server."""
+    repeat_penalty: float = 1.1
+    """llama.cpp's penalty on tokens repeated within the last 64 (1.0: off), applied to every request. 1.1 is what
+    llama-cpp-python's server (the embedded teacher until this turn) applied by default; without it SmolLM2-135M's
+    greedy translations fell into loops until max_tokens (es: 5 of 20 rows rejected, 3.3x the tokens)."""
     n_threads: int = 1
     """CPU threads of each server. On 2 cores, 2 servers of 1 thread with 1 slot each made the most tokens/s, and
     more slots gave answers that depend on which requests were decoded together (README, Performance)."""
@@ -88,6 +92,9 @@ class EmbeddedConfig:
         check(self.servers >= 1, "teacher.embedded.servers", self.servers, "an integer >= 1")
         check(self.n_threads >= 1, "teacher.embedded.n_threads", self.n_threads, "an integer >= 1")
         check(self.slots >= 1, "teacher.embedded.slots", self.slots, "an integer >= 1")
+        check(
+            1.0 <= self.repeat_penalty <= 2.0, "teacher.embedded.repeat_penalty", self.repeat_penalty, "1.0 <= p <= 2.0"
+        )
 
 
 @dataclass
@@ -910,6 +917,7 @@ def open_teacher(cfg: TeacherConfig, cache_path: str | os.PathLike[str]) -> Iter
             cfg.model,
             servers=cfg.embedded.servers,
             slots=cfg.embedded.slots,
+            repeat_penalty=cfg.embedded.repeat_penalty,
             n_ctx=cfg.embedded.n_ctx,
             n_threads=cfg.embedded.n_threads,
             startup_timeout_s=cfg.embedded.startup_timeout_s,

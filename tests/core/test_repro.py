@@ -23,6 +23,10 @@ PIPELINE = textwrap.dedent(
         cmd: echo seed > first.txt
         outs:
           - first.txt
+      other:
+        cmd: echo other > other.txt
+        outs:
+          - other.txt
       col:
         foreach: [x, y]
         do:
@@ -42,8 +46,9 @@ PIPELINE = textwrap.dedent(
           outs:
             - more_${item}.txt
       last:
-        cmd: cat more_x.txt more_y.txt > last.txt
+        cmd: cat more_x.txt more_y.txt other.txt > last.txt
         deps:
+          - other.txt
           - more_x.txt
           - more_y.txt
         outs:
@@ -90,15 +95,15 @@ def project(tmp_path: Path) -> Path:
 
 def test_plan_splits_shared_stages_and_columns(project: Path) -> None:
     first, columns = repro.plan(project)
-    assert first == ["first"]
+    assert first == {"first": ["first"], "other": ["other"]}
     assert columns == {"x": ["col@x", "more@x"], "y": ["col@y", "more@y"]}
 
 
 def test_columns_run_side_by_side_and_the_result_is_up_to_date(project: Path) -> None:
     assert repro.run(2, project) == 0
-    assert (project / "last.txt").read_text() == "seed\nx+seed\ny+"
+    assert (project / "last.txt").read_text() == "seed\nx+seed\ny+other\n"
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"first", "col@x", "col@y", "more@x", "more@y", "last"}
+    assert set(lock) == {"first", "other", "col@x", "col@y", "more@x", "more@y", "last"}
     status = subprocess.run(
         [sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True, text=True, check=True
     )
@@ -123,7 +128,7 @@ def test_column_env_shares_the_cores_unless_set(monkeypatch) -> None:
 
 def test_the_pipeline_plan_is_shared_stages_then_one_column_per_language() -> None:
     first, columns = repro.plan(ROOT)
-    assert first == ["base", "generate"]
+    assert first == {"base": ["base"], "generate": ["generate"]}
     languages = list(yaml.safe_load((ROOT / "params.yaml").read_text())["languages"])
     assert sorted(columns) == sorted(languages)
     assert all(name.endswith(f"@{lang}") for lang, names in columns.items() for name in names)
