@@ -62,9 +62,9 @@ def test_answers_are_cached_and_a_rerun_sends_nothing(tmp_path, key):
         assert t.account()["prompt_tokens"] == 100
 
 
-def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
-    """The embedded teacher's shape: N equal servers that answer one request at a time. Every request is answered
-    once, both servers work, and neither ever has two requests at once (max_concurrency is for one URL only)."""
+def _two_tracked_servers(tmp_path, n: int, per_url: int | None, delay: float) -> tuple[list, Counter[int], list]:
+    """Run n requests against two fake servers; return the outcomes, each server's peak of requests in flight,
+    and the two servers' request logs."""
     import threading
 
     in_flight: Counter[int] = Counter()
@@ -76,7 +76,7 @@ def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
             with lock:
                 in_flight[index] += 1
                 peak[index] = max(peak[index], in_flight[index])
-            time.sleep(0.02)
+            time.sleep(delay)
             with lock:
                 in_flight[index] -= 1
             return "answer: " + messages[-1]["content"]
@@ -84,41 +84,28 @@ def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
         return respond
 
     with FakeOpenAIServer(tracking(0)) as a, FakeOpenAIServer(tracking(1)) as b:
-        t = Teacher(cfg(a.base_url, max_concurrency=8), [a.base_url, b.base_url], tmp_path / "c.sqlite")
-        out = t.run(reqs(20), ident)
+        t = Teacher(
+            cfg(a.base_url, max_concurrency=8), [a.base_url, b.base_url], tmp_path / "c.sqlite", per_url=per_url
+        )
+        out = t.run(reqs(n), ident)
         t.close()
-    assert [o.value for o in out] == [f"answer: q{i}" for i in range(20)]
-    assert len(a.requests) + len(b.requests) == 20
-    assert len(a.requests) >= 5 and len(b.requests) >= 5
+    assert [o.value for o in out] == [f"answer: q{i}" for i in range(n)]
+    return out, peak, [a.requests, b.requests]
+
+
+def test_several_servers_share_the_requests_one_in_flight_each(tmp_path, key):
+    """The embedded teacher's shape: N equal servers that answer one request at a time. Every request is answered
+    once, both servers work, and neither ever has two requests at once (max_concurrency is for one URL only)."""
+    _, peak, (a, b) = _two_tracked_servers(tmp_path, 20, None, 0.02)
+    assert len(a) + len(b) == 20
+    assert len(a) >= 5 and len(b) >= 5
     assert peak == {0: 1, 1: 1}
 
 
 def test_servers_with_parallel_slots_get_that_many_requests_each(tmp_path, key):
     """teacher.embedded.slots: a server that decodes N requests together gets up to N in flight, never more."""
-    import threading
-
-    in_flight: Counter[int] = Counter()
-    peak: Counter[int] = Counter()
-    lock = threading.Lock()
-
-    def tracking(index):
-        def respond(messages):
-            with lock:
-                in_flight[index] += 1
-                peak[index] = max(peak[index], in_flight[index])
-            time.sleep(0.05)
-            with lock:
-                in_flight[index] -= 1
-            return "answer: " + messages[-1]["content"]
-
-        return respond
-
-    with FakeOpenAIServer(tracking(0)) as a, FakeOpenAIServer(tracking(1)) as b:
-        t = Teacher(cfg(a.base_url, max_concurrency=8), [a.base_url, b.base_url], tmp_path / "c.sqlite", per_url=3)
-        out = t.run(reqs(24), ident)
-        t.close()
-    assert [o.value for o in out] == [f"answer: q{i}" for i in range(24)]
-    assert len(a.requests) + len(b.requests) == 24
+    _, peak, (a, b) = _two_tracked_servers(tmp_path, 24, 3, 0.05)
+    assert len(a) + len(b) == 24
     assert peak == {0: 3, 1: 3}
 
 
