@@ -176,6 +176,13 @@ def serve(model: str, alias: str, port: int, n_ctx: int, threads: int, slots: in
     # set here, since llama.cpp's default is none.
     params.sampling.penalty_repeat = repeat_penalty
     params.sampling.penalty_last_n = 64
+    # No prompt reuse: with it a request's prompt is partly read from the KV cache (or the host-memory cache) that an
+    # earlier request on the same server left, the rest computed in a different batch shape, so the logits -- and
+    # greedy and seeded answers -- depended on which request came before (two fresh clones' generate and
+    # translate answers differed, first runs 7 and 8). Every prompt is now computed whole.
+    params.cache_prompt = False
+    params.cache_ram_mib = 0
+    params.cache_idle_slots = False
     params.verbosity = 1  # warnings and errors; per-request lines would drown the stage's log
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

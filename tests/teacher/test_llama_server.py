@@ -46,18 +46,22 @@ def _parse(text: str) -> dict:
         raise ParseError(f"not JSON: {err}") from err
 
 
-def _run(tmp_path, name: str, servers: int) -> list[str]:
+def _run(tmp_path, name: str, servers: int, reverse: bool = False) -> list[str]:
     cfg = from_dict(TeacherConfig, {"embedded": {"servers": servers}}, "teacher")
+    requests = _requests()[::-1] if reverse else _requests()
     with llama_servers(smollm2_gguf_path(), cfg.model, servers=servers, n_threads=1, slots=1) as urls:
         teacher = Teacher(cfg, urls, tmp_path / f"{name}.sqlite", per_url=1)
-        outcomes = teacher.run(_requests(), _parse)
+        outcomes = teacher.run(requests, _parse)
         teacher.close()
+    if reverse:
+        outcomes = outcomes[::-1]
     assert sum(o.ok for o in outcomes) >= len(outcomes) - 1, [o.reason for o in outcomes]
     assert all(set(o.value) == {"instruction", "output"} for o in outcomes if o.ok)
     return [o.text for o in outcomes]
 
 
 def test_structured_answers_depend_only_on_the_request(tmp_path):
+    """Whichever server answers, and whatever it answered before (no prompt reuse: first runs 7 and 8)."""
     one = _run(tmp_path, "one", servers=1)
-    two = _run(tmp_path, "two", servers=2)
-    assert one == two
+    assert _run(tmp_path, "two", servers=2) == one
+    assert _run(tmp_path, "reversed", servers=1, reverse=True) == one
