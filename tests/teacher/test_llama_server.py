@@ -28,11 +28,15 @@ SCHEMA = {
 }
 
 
+PREFIX = " ".join(f"Rule {i}: answers are short, in plain words, and name the task they answer." for i in range(1, 21))
+
+
 def _requests() -> list[ChatRequest]:
     tasks = ["Name a colour of the sky.", "Give a word that rhymes with cat.", "Count from one to three."]
     out = []
     for i, task in enumerate(tasks * 2):
-        msg = [{"role": "user", "content": f"Answer as JSON with the task and your answer. Task: {task}"}]
+        # A long shared beginning, as in the stages' prompts (Fig. 2-4): what a server could reuse between requests.
+        msg = [{"role": "user", "content": f"{PREFIX}\nAnswer as JSON with the task and your answer. Task: {task}"}]
         # The second half samples at temperature 1 with a per-request seed, as generate does.
         temp = 0.0 if i < len(tasks) else 1.0
         out.append(ChatRequest(key=f"r{i}", messages=msg, schema=SCHEMA, max_tokens=160, temperature=temp))
