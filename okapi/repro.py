@@ -30,10 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-class ReproError(RuntimeError):
-    pass
-
-
 def plan(root: str | os.PathLike[str] = ".") -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(shared stages to run first, {language: its stages}) from the pipeline's graph, each list in run order.
 
@@ -54,11 +50,11 @@ def plan(root: str | os.PathLike[str] = ".") -> tuple[dict[str, list[str]], dict
                 columns.setdefault(name.rsplit("@", 1)[1], []).append(name)
             elif not any("@" in s.name for s in nx.descendants(graph, stage)):
                 first.append(stage)
-        groups: dict[str, list[str]] = {}
-        for part in nx.weakly_connected_components(graph.subgraph(first)):
-            names = [s.name for s in first if s in part]  # `first` is in run order
-            groups[names[0]] = names
-    return dict(sorted(groups.items(), key=lambda kv: [s.name for s in first].index(kv[0]))), columns
+        part_of = {st: i for i, part in enumerate(nx.weakly_connected_components(graph.subgraph(first))) for st in part}
+        groups: dict[int, list[str]] = {}
+        for stage in first:  # in run order, so each group's stages and the groups come out in run order
+            groups.setdefault(part_of[stage], []).append(stage.name)
+    return {names[0]: names for names in groups.values()}, columns
 
 
 def _dvc(
@@ -111,12 +107,9 @@ def run(jobs: int, root: str | os.PathLike[str] = ".") -> int:
     first, columns = plan(root)
     if jobs <= 1 or len(columns) <= 1:
         return _dvc(["repro"], root)
-    if len(first) > 1:
-        failed = _side_by_side(first, min(jobs, len(first)), root)
-        if failed:
-            print(f"okapi.repro: {', '.join(failed)} failed (output above); a rerun starts there", file=sys.stderr)
-            return 1
-    elif first and _dvc(["repro", *next(iter(first.values()))], root) != 0:
+    failed = _side_by_side(first, min(jobs, len(first)), root) if first else []
+    if failed:
+        print(f"okapi.repro: {', '.join(failed)} failed (output above); a rerun starts there", file=sys.stderr)
         return 1
     jobs = min(jobs, len(columns))
     print(
