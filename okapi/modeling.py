@@ -124,8 +124,7 @@ def ensure_pad_token(model: nn.Module | None, tokenizer: Any) -> bool:
     if model is not None:
         emb = model.get_input_embeddings()
         if emb.num_embeddings < len(tokenizer):
-            # mean_resizing initialises the new row at the mean embedding, so the pad token is harmless if seen.
-            model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+            _add_embedding_rows(model, len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
         text_cfg = model.config.get_text_config()
         text_cfg.pad_token_id = tokenizer.pad_token_id
@@ -133,6 +132,26 @@ def ensure_pad_token(model: nn.Module | None, tokenizer: Any) -> bool:
         if gen is not None:
             gen.pad_token_id = tokenizer.pad_token_id
     return added
+
+
+def _add_embedding_rows(model: nn.Module, size: int) -> None:
+    """Grow the vocabulary to ``size`` rows, each new row the mean of the old ones (input and untied output
+    embeddings), so the pad token is harmless if seen.
+
+    Deterministic on purpose: transformers' ``mean_resizing`` draws the rows from a normal distribution around the
+    mean with the global RNG, which this process has not seeded yet, so two runs of the same stage trained models
+    differing in the last digits (fresh clones reproduced the teacher's data exactly but not the training metrics).
+    The mean is summed in float64 so that it does not depend on the reduction's thread count either."""
+    old = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(size, mean_resizing=False)
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    with torch.no_grad():
+        for layer in {id(m.weight): m for m in (inp, out) if m is not None}.values():
+            weight = layer.weight
+            weight[old:] = weight[:old].double().mean(dim=0).to(weight.dtype)
+            bias = getattr(layer, "bias", None)
+            if bias is not None and bias.shape[0] == weight.shape[0]:
+                bias[old:] = bias[:old].double().mean().to(bias.dtype)
 
 
 def load_causal_lm(model_dir: str | os.PathLike[str], *, for_training: bool) -> tuple[Any, Any]:

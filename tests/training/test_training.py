@@ -64,6 +64,25 @@ def test_ensure_pad_token_adds_a_distinct_pad_once(base_dir: Path, tmp_path: Pat
     assert tok2.padding_side == "right"
 
 
+def test_the_added_pad_row_is_the_mean_embedding_whatever_the_random_state(base_dir: Path) -> None:
+    # Two loads in different random states (as two processes are) give the same weights: the new row is the old
+    # rows' mean, not a draw around it, so a stage trained from a folder without a pad token reproduces exactly.
+    loaded = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model, tok = load_causal_lm(base_dir, for_training=True)
+        loaded.append((model, tok))
+    (first, tok), (second, _) = loaded
+    pad = tok.pad_token_id
+    emb = first.get_input_embeddings().weight.detach()
+    assert pad == emb.shape[0] - 1  # the pad token was added as the last row
+    assert torch.equal(emb[pad], emb[:pad].double().mean(dim=0).float())
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    out = first.get_output_embeddings().weight.detach()
+    assert torch.equal(out[pad], out[:pad].double().mean(dim=0).float())
+
+
 def test_load_causal_lm_names_bad_folders(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a model folder"):
         load_causal_lm(tmp_path, for_training=False)
