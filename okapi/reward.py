@@ -41,7 +41,7 @@ class RewardConfig:
     """Peak learning rate (paper: 1e-5)."""
     batch_size: int = 8
     """Effective pairs per optimizer step, all processes together (paper: 64)."""
-    per_device_train_batch_size: int = 4
+    per_device_train_batch_size: int = 8
     """Pairs per process per forward pass; accumulation makes up the rest of batch_size."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
@@ -106,9 +106,11 @@ def score_ids(model: Any, pad_id: int, sequences: list[list[int]], batch_size: i
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    # A sequence given twice (a response in several pairs) is scored once.
+    distinct = list(dict.fromkeys(tuple(s) for s in sequences))
     scores: list[float] = []
-    for i in range(0, len(sequences), batch_size):
-        chunk = sequences[i : i + batch_size]
+    for i in range(0, len(distinct), batch_size):
+        chunk = distinct[i : i + batch_size]
         width = max(len(s) for s in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -118,7 +120,8 @@ def score_ids(model: Any, pad_id: int, sequences: list[list[int]], batch_size: i
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         scores.extend(float(x) for x in logits[:, 0].float().cpu())
     model.train(was_training)
-    return scores
+    by_sequence = dict(zip(distinct, scores, strict=True))
+    return [by_sequence[tuple(s)] for s in sequences]
 
 
 def score_texts(
@@ -158,13 +161,56 @@ def split_heldout(pairs: list[dict[str, Any]], fraction: float, seed: int) -> tu
     return split_by_prompt(pairs, fraction, seed)
 
 
+class _DistinctRows:
+    """Calls ``model`` on the distinct rows of a batch only and hands every row its row's output.
+
+    With T responses per prompt and all C(T, 2) pairs, each response is in T - 1 pairs: TRL's collator stacks the
+    chosen and rejected sides of every pair, so a batch holding a prompt's pairs repeats each response up to T - 1
+    times. The loss over the pairs is unchanged (each pair still compares its two rewards; the gradients of a
+    repeated row add up through the index), the forward and backward run once per distinct sequence (InstructGPT
+    trains on a prompt's comparisons the same way). Rows are compared on their unpadded tokens."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, **inputs: Any) -> Any:
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        keys = [tuple(row[m.bool()].tolist()) for row, m in zip(ids, mask, strict=True)]
+        first: dict[tuple[int, ...], int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        if len(first) == len(keys):
+            return self.model(**inputs)
+        rows = torch.tensor(list(first.values()), device=ids.device)
+        width = int(mask[rows].sum(1).max())
+        if bool(mask[rows][:, width:].any()):  # not right-padded: keep every column
+            width = mask.shape[1]
+        sub = {
+            k: (v[rows][:, :width] if v.dim() == 2 else v[rows])
+            if torch.is_tensor(v) and v.dim() and v.shape[0] == len(keys)
+            else v
+            for k, v in inputs.items()
+        }
+        out = self.model(**sub)
+        slot = {key: j for j, key in enumerate(first)}
+        inverse = torch.tensor([slot[key] for key in keys], device=ids.device)
+        out["logits"] = out["logits"][inverse]
+        return out
+
+
 def _grouped_trainer(base: type) -> type:
-    """``base`` (TRL's RewardTrainer) with the pairs of one prompt kept together in the training order."""
+    """``base`` (TRL's RewardTrainer) with the pairs of one prompt kept together in the training order, and each
+    distinct sequence of a batch through the model once (:class:`_DistinctRows`)."""
 
     class GroupedRewardTrainer(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, pair_groups: list[int], **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.pair_groups = pair_groups
+
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
+            return super().compute_loss(_DistinctRows(model), inputs, return_outputs, num_items_in_batch)
 
         def _get_train_sampler(self, train_dataset: Any = None) -> PromptGroupSampler:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -183,8 +229,10 @@ def heldout_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], ba
     if not pairs:
         return float("nan"), float("nan")
     prompts = [format_prompt(p["instruction"], p.get("input")) for p in pairs]
-    chosen = score_texts(model, tokenizer, prompts, [p["chosen"] for p in pairs], batch_size=batch_size)
-    rejected = score_texts(model, tokenizer, prompts, [p["rejected"] for p in pairs], batch_size=batch_size)
+    # One call for both sides: a response in several pairs is scored once (score_ids).
+    responses = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+    scores = score_texts(model, tokenizer, prompts + prompts, responses, batch_size=batch_size)
+    chosen, rejected = scores[: len(pairs)], scores[len(pairs) :]
     wins = sum(c > r for c, r in zip(chosen, rejected, strict=True))
     margin = sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(pairs)
     return wins / len(pairs), margin

@@ -259,6 +259,56 @@ def test_reward_model_trains_on_a_prompts_pairs_together(
     assert len({prompt_key(p) for p in pairs}) == 4
 
 
+def test_a_response_in_several_pairs_goes_through_the_reward_model_once_with_the_same_loss_and_gradients(
+    base_dir: Path, tmp_path: Path
+) -> None:
+    from okapi.reward import _DistinctRows, load_reward_model, score_ids
+
+    rm_dir = build_untrained_rm(base_dir, tmp_path / "rm")
+    model, tok = load_reward_model(rm_dir)
+    model.train()
+    # All C(3, 2) pairs of three responses: TRL's collator stacks chosen sides, then rejected sides, right-padded.
+    seqs = [tok(text=t)["input_ids"] for t in ("one two", "three four five six", "seven")]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    rows = [seqs[c] for c, _ in pairs] + [seqs[r] for _, r in pairs]
+    width = max(map(len, rows)) + 2  # extra padding columns, as a batch with a longer row elsewhere would have
+    ids = torch.full((len(rows), width), tok.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+
+    seen: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _m, args, kw: seen.append(kw["input_ids"].shape[0]), with_kwargs=True)
+
+    def loss_and_grads(call: object) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        logits = call(input_ids=ids, attention_mask=mask, use_cache=False).logits.squeeze(-1)  # type: ignore[operator]
+        chosen, rejected = logits.chunk(2)
+        loss = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+        loss.backward()
+        return logits.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    full_logits, full_loss, full_grads = loss_and_grads(model)
+    fast_logits, fast_loss, fast_grads = loss_and_grads(_DistinctRows(model))
+    hook.remove()
+    assert seen == [6, 3]  # six rows, three distinct sequences
+    torch.testing.assert_close(fast_logits, full_logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_loss, full_loss, rtol=1e-5, atol=1e-6)
+    assert full_grads.keys() == fast_grads.keys()
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert any(float(g.abs().max()) > 0 for g in full_grads.values())
+
+    # Scoring too: a sequence given twice is scored once and both get its score.
+    seen.clear()
+    hook = model.register_forward_pre_hook(lambda _m, args, kw: seen.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    scores = score_ids(model, tok.pad_token_id, rows, batch_size=8)
+    hook.remove()
+    assert seen == [3]
+    assert scores[0] == scores[1] and scores[2] == scores[3]  # rows 0, 1 are seqs[0]; rows 2 and 3 are seqs[1]
+    torch.testing.assert_close(torch.tensor(scores), full_logits, rtol=1e-5, atol=1e-6)
+
+
 def test_reward_model_needs_training_pairs(base_dir: Path, tmp_path: Path) -> None:
     long = {**toy_pairs(1)[0], "chosen": "word " * 300}
     with pytest.raises(DataError, match="no training pair left"):
