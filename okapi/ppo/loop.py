@@ -31,7 +31,7 @@ from okapi.ppo.rollout import (
     ppo_update,
     prompt_texts,
     rm_reward_fn,
-    sample_responses,
+    sample_with_trunk,
     score_responses,
 )
 from okapi.sampling import eos_ids
@@ -134,7 +134,6 @@ def _ppo_step(
     step: int,
     steps_per_epoch: int,
     texts: list[str],
-    lm: Any,
     tokenizer: Any,
     policy: PolicyWithValue,
     wrapped: Any,
@@ -148,12 +147,12 @@ def _ppo_step(
     device = accelerator.device
     batch = _batch_for_step(texts, step, steps_per_epoch, cfg)
     mine = process_share(batch, accelerator.process_index, accelerator.num_processes)
-    ids, pmask, resp, mask, resp_texts = sample_responses(lm, tokenizer, mine, cfg, device)
+    ids, pmask, resp, mask, resp_texts, trunk = sample_with_trunk(policy, tokenizer, mine, cfg, device)
     scores = score_responses(reward_fn, mine, resp_texts, resp, mask, eos, cfg)
     # Same precision as the update's forward (bf16 under a mixed-precision config): old log-probs computed in
     # fp32 against bf16 new ones would make the first ratio differ from 1 and clip for no reason.
     with accelerator.autocast():
-        rollout = make_rollout(policy, ids, pmask, resp, mask, scores, cfg)
+        rollout = make_rollout(policy, ids, pmask, resp, mask, scores, cfg, sampled_trunk=trunk)
     stats = ppo_update(wrapped, optimizer, rollout, cfg, accelerator)
     kl_seq = rollout.kl.sum(1)
     row = {
@@ -300,7 +299,7 @@ def train_ppo(
     )
     for step in progress:
         row = _ppo_step(
-            step, steps_per_epoch, texts, lm, tokenizer, policy, wrapped, optimizer, reward_fn, eos, cfg, accelerator
+            step, steps_per_epoch, texts, tokenizer, policy, wrapped, optimizer, reward_fn, eos, cfg, accelerator
         )
         history.append(row)
         progress.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.3f}")

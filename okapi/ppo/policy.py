@@ -107,19 +107,63 @@ class PolicyWithValue(nn.Module):
             handle.remove()
         return captured["h"].detach()
 
+    @contextmanager
+    def capturing_trunk(self) -> Iterator[list[torch.Tensor]]:
+        """Collect the hidden states entering the first trained block on every forward of the LM in this block
+        (e.g. generate(): the prompt's prefill, then one position per decoded token); see :meth:`captured_trunk`."""
+        chunks: list[torch.Tensor] = []
+
+        def grab(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            chunks.append((args[0] if args else kwargs["hidden_states"]).detach())
+
+        handle = self._layers[self._first_top].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            yield chunks
+        finally:
+            handle.remove()
+
+    @staticmethod
+    def captured_trunk(chunks: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """The trunk [B, P + R, H] of prompt + response from what :meth:`capturing_trunk` saw during generate(),
+        or None if that does not add up to these sequences.
+
+        generate() runs the trunk over the prompt and over each response token but the last (it is sampled, never
+        fed), so the last position is missing: it is only ever the input to a position after the last prediction
+        (forward() slices it off) and is filled with zeros. Positions the mask hides (left padding, what follows a
+        finished response) are zeroed: they are masked keys in the top blocks and their own outputs are unused."""
+        if not chunks or any(c.dim() != 3 or c.shape[0] != attention_mask.shape[0] for c in chunks):
+            return None
+        h = torch.cat(chunks, dim=1)
+        if h.shape[1] == attention_mask.shape[1] - 1:
+            h = torch.cat([h, h.new_zeros(h.shape[0], 1, h.shape[2])], dim=1)
+        if h.shape[1] != attention_mask.shape[1]:
+            return None
+        return torch.where(attention_mask.bool().unsqueeze(-1), h, h.new_zeros(()))
+
     @torch.no_grad()
     def check_trunk_replay(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, response_start: int
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        response_start: int,
+        trunk: torch.Tensor | None = None,
     ) -> bool:
-        """Compare the replayed and the full forward on these inputs (once); replay only where they agree."""
+        """Compare the replayed and the full forward on these inputs (once); replay only where they agree.
+
+        ``trunk``: the trunk captured while sampling these sequences (:meth:`captured_trunk`), checked instead of
+        a recomputed one."""
         if self.trunk_replay is None:
             full, full_v = self(input_ids, attention_mask, position_ids, response_start)
             try:
-                h = self._run_trunk(input_ids, attention_mask, position_ids)
+                h = trunk if trunk is not None else self._run_trunk(input_ids, attention_mask, position_ids)
                 fast, fast_v = self(input_ids, attention_mask, position_ids, response_start, trunk=h)
-                tol = 1e-3 * max(1.0, float(full.abs().max()))
+                # Where a response token is predicted (the losses' mask); past a response's end nothing is used.
+                used = attention_mask[:, response_start:].bool()
+                tol = 1e-3 * max(1.0, float(full[used].abs().max()))
                 same = fast.shape == full.shape and bool(
-                    (fast.float() - full.float()).abs().max() <= tol and (fast_v - full_v).abs().max() <= tol
+                    (fast[used].float() - full[used].float()).abs().max() <= tol
+                    and (fast_v[used] - full_v[used]).abs().max() <= tol
                 )
             except Exception as err:  # noqa: BLE001 -- any failure of the shortcut means: do not use it
                 log.info("PPO trunk replay unavailable for %s (%s)", type(self.lm).__name__, err)

@@ -67,18 +67,26 @@ def make_rollout(
     mask: torch.Tensor,
     scores: torch.Tensor,
     cfg: PPOConfig,
+    sampled_trunk: torch.Tensor | None = None,
 ) -> Rollout:
-    """Old log-probs, reference log-probs, values, per-token rewards and (whitened) advantages for a batch."""
+    """Old log-probs, reference log-probs, values, per-token rewards and (whitened) advantages for a batch.
+
+    ``sampled_trunk``: the frozen trunk's output captured while these responses were sampled
+    (:func:`sample_with_trunk`); used instead of running the trunk again when replay holds."""
     ids, attn, pos = sequence_inputs(prompt_ids, prompt_mask, responses, mask)
     start = prompt_ids.shape[1]
     maskf = mask.float()
     first = slice(0, cfg.mini_batch_size)
-    policy.check_trunk_replay(ids[first], attn[first], pos[first], start)
+    captured = sampled_trunk is not None and sampled_trunk.shape[:2] == ids.shape
+    policy.check_trunk_replay(
+        ids[first], attn[first], pos[first], start, trunk=sampled_trunk[first] if captured else None
+    )
     old_logp, ref_logp, old_values, trunks = [], [], [], []
     for i in range(0, ids.shape[0], cfg.mini_batch_size):
         sl = slice(i, i + cfg.mini_batch_size)
-        # The frozen trunk once for the policy pass, the reference pass and every update epoch (policy.trunk).
-        trunk = policy.trunk(ids[sl], attn[sl], pos[sl])
+        # The frozen trunk once for the policy pass, the reference pass and every update epoch (policy.trunk);
+        # from the sampling pass when it was captured there.
+        trunk = sampled_trunk[sl] if captured and policy.trunk_replay else policy.trunk(ids[sl], attn[sl], pos[sl])
         trunks.append(trunk)
         logits, values = policy(ids[sl], attn[sl], pos[sl], start, trunk=trunk)
         old_logp.append(logprobs_of(logits / cfg.temperature, responses[sl]))
@@ -205,6 +213,20 @@ def sample_responses(
     )
     mask = response_mask(resp, eos_ids(lm, tokenizer), tokenizer.pad_token_id)
     return ids, pmask, resp, mask, decode_responses(tokenizer, resp, mask)
+
+
+def sample_with_trunk(
+    policy: PolicyWithValue, tokenizer: Any, prompts: list[str], cfg: PPOConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str], torch.Tensor | None]:
+    """sample_responses() from the policy's LM, plus the frozen trunk's output on prompt + response as generate()
+    computed it (PolicyWithValue.captured_trunk; None where it cannot be assembled): make_rollout then need not
+    run the trunk again. Off when the replay was found not to hold for this architecture."""
+    if policy.trunk_replay is False:
+        return (*sample_responses(policy.lm, tokenizer, prompts, cfg, device), None)
+    with policy.capturing_trunk() as chunks:
+        ids, pmask, resp, mask, texts = sample_responses(policy.lm, tokenizer, prompts, cfg, device)
+    attn = sequence_inputs(ids, pmask, resp, mask)[1]
+    return ids, pmask, resp, mask, texts, PolicyWithValue.captured_trunk(chunks, attn)
 
 
 def score_responses(

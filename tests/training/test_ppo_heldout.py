@@ -145,3 +145,48 @@ def test_trunk_replay_is_turned_off_where_the_embeddings_are_not_the_blocks_inpu
     ids, attn, pos, start = _batch(lm, tok)
     assert not policy.check_trunk_replay(ids, attn, pos, start)
     assert policy.trunk(ids, attn, pos) is None
+
+
+def test_the_trunk_captured_while_sampling_replaces_the_recomputed_one(tiny_model_dir: Path) -> None:
+    """sample_with_trunk keeps what generate() computed in the frozen trunk: on every position a loss reads it
+    equals the trunk run again over prompt + response, and make_rollout gives the same log-probs and values with
+    it, including a left-padded prompt and a response that ended before the others."""
+    from okapi.ppo.rollout import make_rollout, sample_with_trunk, sequence_inputs
+
+    lm, tok = load_causal_lm(tiny_model_dir, for_training=False)
+    policy = PolicyWithValue(lm, top_layers=2)
+    eos = eos_ids(lm, tok)[0]
+    with torch.no_grad():
+        decoder_layers(lm)[-1].mlp.down_proj.weight.add_(0.1)
+        policy.value_head.weight.normal_()
+        lm.get_output_embeddings().weight[eos].mul_(40.0)  # EOS likely enough that some responses end early
+    cfg = small_config(PPOConfig, max_new_tokens=8, temperature=1.0, top_p=1.0, mini_batch_size=2)
+    prompts = [format_prompt("Say hi.", None), format_prompt("Give three tips for a long and healthy life.", "x")]
+    prompts = prompts * 2
+    for seed in range(40):
+        torch.manual_seed(seed)
+        ids, pmask, resp, mask, _texts, trunk = sample_with_trunk(policy, tok, prompts, cfg, torch.device("cpu"))
+        lengths = mask.sum(1)
+        if int(lengths.min()) < resp.shape[1] and int(lengths.max()) > 1:
+            break
+    else:
+        pytest.fail("no batch with a response ending before the others in 40 seeds")
+    assert bool((pmask == 0).any())  # the shorter prompt is left-padded
+    full_ids, attn, pos = sequence_inputs(ids, pmask, resp, mask)
+    assert trunk is not None and trunk.shape == (*full_ids.shape, lm.config.hidden_size)
+    recomputed = policy._run_trunk(full_ids, attn, pos)
+    start = ids.shape[1]
+    # Positions whose output predicts a response token: the prompt's and the response's up to its end.
+    reads = torch.cat([pmask.bool(), mask.bool()[:, :-1]], dim=1)
+    reads = torch.cat([reads, torch.zeros_like(reads[:, :1])], dim=1)
+    torch.testing.assert_close(trunk[reads], recomputed[reads], rtol=1e-4, atol=1e-5)
+    assert float(trunk[~attn.bool()].abs().max()) == 0.0  # padding and what follows a response's end: zeros
+
+    scores = torch.tensor([0.5, -0.5, 1.0, 0.0])
+    fast = make_rollout(policy, ids, pmask, resp, mask, scores, cfg, sampled_trunk=trunk)
+    assert policy.trunk_replay and fast.trunk is not None and torch.equal(fast.trunk, trunk)
+    slow = make_rollout(policy, ids, pmask, resp, mask, scores, cfg)
+    assert not torch.equal(slow.trunk, trunk)  # recomputed this time
+    for name in ("old_logp", "ref_logp", "old_values", "advantages", "returns"):
+        torch.testing.assert_close(getattr(fast, name), getattr(slow, name), rtol=1e-4, atol=1e-5, msg=name)
+    assert start == fast.response_start
