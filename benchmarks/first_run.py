@@ -6,8 +6,9 @@
 
 Each run clones the repository's HEAD into a temporary folder (no DVC cache, no teacher cache, no outputs) and runs
 `make repro` there with a timestamp on every line of its output. Set-up is the time until DVC starts its first
-stage; each stage's time runs from its "Running stage" line to the next one of its language column (okapi.repro
-runs the columns side by side and prefixes their lines), a column's last stage to the column's last line. It then
+stage; each stage's time runs from its "Running stage" line to the last line okapi.repro prefixed with its name
+(it runs the languages' stages side by side), or for lines prefixed with the language (okapi.repro until this
+turn), to the next stage of that language; stages without a prefix run one at a time. It then
 says whether the run reproduced the committed metrics (every metrics/**/*.json, numbers compared exactly) -- the
 clone's own committed files are the reference, so the comparison is meaningful only when HEAD's dvc.lock and
 metrics come from the same code.
@@ -91,8 +92,21 @@ def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
         later = [s for c, _, s in stages[i + 1 :] if c == column or not column]
         end = later[0] if later else (last_line[column] if column else total)
         per_stage[name] = round(end - start, 1)
-    columns = sorted({c for c, _, _ in stages if c})
-    column_s = {c: round(last_line[c] - min(s for cc, _, s in stages if cc == c), 1) for c in columns}
+
+    # okapi.repro prefixes a stage's lines with the stage (`[sft@vi] ...`; earlier with its language): a language's
+    # column runs from its first stage's start to the last line of any of its stages.
+    def lang(prefix: str) -> str:
+        return prefix.rsplit("@", 1)[-1]
+
+    columns = sorted({lang(c) for c, _, _ in stages if c})
+    column_s = {
+        c: round(
+            max(t for p, t in last_line.items() if p and lang(p) == c)
+            - min(s for cc, _, s in stages if cc and lang(cc) == c),
+            1,
+        )
+        for c in columns
+    }
     produced = _metrics(clone) if rc == 0 else {}
     differing = sorted(k for k in set(reference) | set(produced) if reference.get(k) != produced.get(k))
     result = {

@@ -4,9 +4,12 @@ DVC runs one stage at a time. The languages' columns of stages (translate@L ... 
 through the shared stages before them (base, generate) and the report after them, so this runs:
 
 1. the shared stages that no language's stage feeds, side by side where they share nothing (base | generate);
-2. one ``dvc --wait-for-lock repro --single-item <its stages in order>`` per language, ``--jobs`` at a time (DVC
-   locks the repository only between stages, so the columns' commands run at the same time; its per-stage
-   read/write locks keep them apart, and each writes its own entries of dvc.lock);
+2. the languages' stages, ``--jobs`` at a time, each as ``dvc --wait-for-lock repro --single-item <stage>`` once
+   the stages of its column it depends on are done (DVC locks the repository only between stages, so these
+   commands run at the same time; its per-stage read/write locks keep them apart, and each writes its own entry
+   of dvc.lock). Of the stages ready to run, the one with the longest chain of stages after it in its column goes
+   first: each column's SFT -> sample -> rank -> RM -> PPO chain before its `sft_full`, which then fills a core
+   that would otherwise wait for the slower column at the end;
 3. ``dvc repro`` of everything, which runs what is left (the report) and checks the rest.
 
 The result is the pipeline `dvc repro` alone would build (the same stages, commands and params; dvc.lock is the
@@ -37,24 +40,35 @@ def plan(root: str | os.PathLike[str] = ".") -> tuple[dict[str, list[str]], dict
     with no language stage upstream of them, grouped by what they depend on (stages in different groups share
     nothing, e.g. base and generate) and keyed by each group's first stage.
     """
+    first, columns, _ = _plan(root)
+    return first, columns
+
+
+def _plan(
+    root: str | os.PathLike[str],
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, set[str]]]:
+    """plan() and, for each language stage, the stages of its column it depends on."""
     import networkx as nx
     from dvc.repo import Repo
 
     with Repo(os.fspath(root)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         columns: dict[str, list[str]] = {}
+        needs: dict[str, set[str]] = {}
         first: list = []
         for stage in nx.topological_sort(graph.reverse(copy=False)):
             name = stage.name
             if "@" in name:
-                columns.setdefault(name.rsplit("@", 1)[1], []).append(name)
+                lang = name.rsplit("@", 1)[1]
+                columns.setdefault(lang, []).append(name)
+                needs[name] = {s.name for s in graph.successors(stage) if s.name.endswith(f"@{lang}")}
             elif not any("@" in s.name for s in nx.descendants(graph, stage)):
                 first.append(stage)
         part_of = {st: i for i, part in enumerate(nx.weakly_connected_components(graph.subgraph(first))) for st in part}
         groups: dict[int, list[str]] = {}
         for stage in first:  # in run order, so each group's stages and the groups come out in run order
             groups.setdefault(part_of[stage], []).append(stage.name)
-    return {names[0]: names for names in groups.values()}, columns
+    return {names[0]: names for names in groups.values()}, columns, needs
 
 
 def _dvc(
@@ -103,8 +117,74 @@ def _side_by_side(groups: dict[str, list[str]], jobs: int, root: str | os.PathLi
         return [name for name, rc in pool.map(one, groups) if rc != 0]
 
 
+def _chain_lengths(needs: dict[str, set[str]]) -> dict[str, int]:
+    """For each stage, the number of stages on the longest chain after it (stages that wait for it, transitively)."""
+    after: dict[str, set[str]] = {s: set() for s in needs}
+    for stage, deps in needs.items():
+        for dep in deps:
+            after[dep].add(stage)
+    memo: dict[str, int] = {}
+
+    def length(stage: str) -> int:
+        if stage not in memo:
+            memo[stage] = max((1 + length(n) for n in after[stage]), default=0)
+        return memo[stage]
+
+    return {s: length(s) for s in needs}
+
+
+def _stage_by_stage(
+    columns: dict[str, list[str]], needs: dict[str, set[str]], jobs: int, root: str | os.PathLike[str]
+) -> list[str]:
+    """Run the columns' stages, ``jobs`` at a time, each once the stages it needs are done; of those ready, the one
+    with the longest chain after it first (then the earlier column, then its place in the column). A failed
+    stage stops what is left of its column, the others go on. Returns the columns that failed."""
+    env = column_env(jobs)
+    lang_of = {stage: lang for lang, stages in columns.items() for stage in stages}
+    chain = _chain_lengths(needs)
+    rank = {stage: (-chain[stage], c, i) for c, stages in enumerate(columns.values()) for i, stage in enumerate(stages)}
+    pending = set(lang_of)
+    done: set[str] = set()
+    failed: list[str] = []
+    running = 0
+    cond = threading.Condition()
+
+    def take() -> str | None:
+        nonlocal running
+        with cond:
+            while True:
+                ready = [s for s in pending if needs[s] <= done and lang_of[s] not in failed]
+                if ready:
+                    stage = min(ready, key=rank.__getitem__)
+                    pending.discard(stage)
+                    running += 1
+                    return stage
+                if running == 0:
+                    return None
+                cond.wait()
+
+    def worker() -> None:
+        nonlocal running
+        while (stage := take()) is not None:
+            rc = _dvc(["--wait-for-lock", "repro", "--single-item", stage], root, env=env, prefix=stage)
+            with cond:
+                running -= 1
+                if rc == 0:
+                    done.add(stage)
+                elif lang_of[stage] not in failed:
+                    failed.append(lang_of[stage])
+                cond.notify_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failed
+
+
 def run(jobs: int, root: str | os.PathLike[str] = ".") -> int:
-    first, columns = plan(root)
+    first, columns, needs = _plan(root)
     if jobs <= 1 or len(columns) <= 1:
         return _dvc(["repro"], root)
     failed = _side_by_side(first, min(jobs, len(first)), root) if first else []
@@ -113,9 +193,10 @@ def run(jobs: int, root: str | os.PathLike[str] = ".") -> int:
         return 1
     jobs = min(jobs, len(columns))
     print(
-        f"okapi.repro: {len(columns)} language columns, {jobs} at a time ({column_env(jobs)['OMP_NUM_THREADS']} thread(s) each)"
+        f"okapi.repro: {len(columns)} language columns, {jobs} stages at a time "
+        f"({column_env(jobs)['OMP_NUM_THREADS']} thread(s) each)"
     )
-    failed = _side_by_side(columns, jobs, root)
+    failed = _stage_by_stage(columns, needs, jobs, root)
     if failed:
         print(
             f"okapi.repro: the stages of {', '.join(failed)} failed (their output above); the other columns are "

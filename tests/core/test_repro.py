@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,39 @@ def test_the_pipeline_plan_is_shared_stages_then_one_column_per_language() -> No
 def test_bad_jobs_is_one_sentence(argv, words, capsys) -> None:
     assert repro.main(argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_of_the_stages_ready_the_longest_chain_goes_first(monkeypatch) -> None:
+    """Two columns a -> b -> c plus a -> side: once a is done, b (a stage waits for it) starts before side (none
+    does), as sft@L before sft_full@L; a failure stops the rest of its column only."""
+    columns = {"x": ["a@x", "side@x", "b@x", "c@x"], "y": ["a@y", "side@y", "b@y", "c@y"]}
+    needs = {
+        f"{s}@{c}": deps
+        for c in "xy"
+        for s, deps in (("a", set()), ("side", {f"a@{c}"}), ("b", {f"a@{c}"}), ("c", {f"b@{c}"}))
+    }
+    assert repro._chain_lengths(needs) == {"a@x": 2, "b@x": 1, "c@x": 0, "side@x": 0} | {
+        "a@y": 2,
+        "b@y": 1,
+        "c@y": 0,
+        "side@y": 0,
+    }
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def fake_dvc(args, root, *, env=None, prefix=""):  # type: ignore[no-untyped-def]
+        with lock:
+            started.append(args[-1])
+        return 1 if args[-1] == fail else 0
+
+    monkeypatch.setattr(repro, "_dvc", fake_dvc)
+    fail = None
+    assert repro._stage_by_stage(columns, needs, 2, ".") == []
+    assert sorted(started) == sorted(needs)
+    for c in "xy":  # both ready once a@c is done: the one with a chain after it first
+        assert started.index(f"b@{c}") < started.index(f"side@{c}")
+    started.clear()
+    fail = "b@y"
+    assert repro._stage_by_stage(columns, needs, 2, ".") == ["y"]
+    assert "c@y" not in started and "side@y" not in started  # the rest of y: not run
+    assert {"a@x", "b@x", "c@x", "side@x"} <= set(started)
