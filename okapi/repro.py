@@ -7,9 +7,10 @@ through the shared stages before them (base, generate) and the report after them
 2. the languages' stages, ``--jobs`` at a time, each as ``dvc --wait-for-lock repro --single-item <stage>`` once
    the stages of its column it depends on are done (DVC locks the repository only between stages, so these
    commands run at the same time; its per-stage read/write locks keep them apart, and each writes its own entry
-   of dvc.lock). Of the stages ready to run, the one with the longest chain of stages after it in its column goes
-   first: each column's SFT -> sample -> rank -> RM -> PPO chain before its `sft_full`, which then fills a core
-   that would otherwise wait for the slower column at the end;
+   of dvc.lock). Of the stages ready to run, the one with the most expected work from its start to the end of its
+   column goes first (the critical path, from each stage's measured time: STAGE_SECONDS): each column's SFT ->
+   sample -> rank -> RM -> PPO chain before its `sft_full`, which then fills a core that would otherwise wait for
+   the slower column at the end;
 3. ``dvc repro`` of everything, which runs what is left (the report) and checks the rest.
 
 The result is the pipeline `dvc repro` alone would build (the same stages, commands and params; dvc.lock is the
@@ -117,32 +118,51 @@ def _side_by_side(groups: dict[str, list[str]], jobs: int, root: str | os.PathLi
         return [name for name, rc in pool.map(one, groups) if rc != 0]
 
 
-def _chain_lengths(needs: dict[str, set[str]]) -> dict[str, int]:
-    """For each stage, the number of stages on the longest chain after it (stages that wait for it, transitively)."""
+# What each language stage took on the embedded default (first runs of this turn, one thread, two stages side by side;
+# README, Performance), to order the ready stages by the work still ahead of them. A stage not listed counts 60 s.
+STAGE_SECONDS = {
+    "released": 2,
+    "translate": 160,
+    "sft": 60,
+    "sft_full": 135,
+    "sample": 45,
+    "rank": 45,
+    "rm": 120,
+    "ppo": 350,
+    "evaluate": 70,
+}
+
+
+def _critical_paths(needs: dict[str, set[str]], seconds: dict[str, float] | None = None) -> dict[str, float]:
+    """For each stage, its expected seconds plus those of the longest chain of stages waiting for it (transitively):
+    how long its column takes at least from its start (``seconds`` by stage name before the ``@``)."""
+    table = STAGE_SECONDS if seconds is None else seconds
     after: dict[str, set[str]] = {s: set() for s in needs}
     for stage, deps in needs.items():
         for dep in deps:
             after[dep].add(stage)
-    memo: dict[str, int] = {}
+    memo: dict[str, float] = {}
 
-    def length(stage: str) -> int:
+    def path(stage: str) -> float:
         if stage not in memo:
-            memo[stage] = max((1 + length(n) for n in after[stage]), default=0)
+            own = table.get(stage.rsplit("@", 1)[0], 60)
+            memo[stage] = own + max((path(n) for n in after[stage]), default=0)
         return memo[stage]
 
-    return {s: length(s) for s in needs}
+    return {s: path(s) for s in needs}
 
 
 def _stage_by_stage(
     columns: dict[str, list[str]], needs: dict[str, set[str]], jobs: int, root: str | os.PathLike[str]
 ) -> list[str]:
     """Run the columns' stages, ``jobs`` at a time, each once the stages it needs are done; of those ready, the one
-    with the longest chain after it first (then the earlier column, then its place in the column). A failed
-    stage stops what is left of its column, the others go on. Returns the columns that failed."""
+    with the most expected work from its start to its column's end first (_critical_paths; then the earlier
+    column, then its place in the column). A failed stage stops what is left of its column, the others go on.
+    Returns the columns that failed."""
     env = column_env(jobs)
     lang_of = {stage: lang for lang, stages in columns.items() for stage in stages}
-    chain = _chain_lengths(needs)
-    rank = {stage: (-chain[stage], c, i) for c, stages in enumerate(columns.values()) for i, stage in enumerate(stages)}
+    ahead = _critical_paths(needs)
+    rank = {stage: (-ahead[stage], c, i) for c, stages in enumerate(columns.values()) for i, stage in enumerate(stages)}
     pending = set(lang_of)
     done: set[str] = set()
     failed: list[str] = []

@@ -141,21 +141,22 @@ def test_bad_jobs_is_one_sentence(argv, words, capsys) -> None:
     assert words in capsys.readouterr().err
 
 
-def test_of_the_stages_ready_the_longest_chain_goes_first(monkeypatch) -> None:
-    """Two columns a -> b -> c plus a -> side: once a is done, b (a stage waits for it) starts before side (none
-    does), as sft@L before sft_full@L; a failure stops the rest of its column only."""
+def test_of_the_stages_ready_the_one_with_the_most_work_ahead_goes_first(monkeypatch) -> None:
+    """Two columns a -> b -> c plus a -> side: once a is done, b (more work from it to the column's end) starts
+    before side, as sft@L and ppo@L before sft_full@L; a failure stops the rest of its column only."""
     columns = {"x": ["a@x", "side@x", "b@x", "c@x"], "y": ["a@y", "side@y", "b@y", "c@y"]}
     needs = {
         f"{s}@{c}": deps
         for c in "xy"
         for s, deps in (("a", set()), ("side", {f"a@{c}"}), ("b", {f"a@{c}"}), ("c", {f"b@{c}"}))
     }
-    assert repro._chain_lengths(needs) == {"a@x": 2, "b@x": 1, "c@x": 0, "side@x": 0} | {
-        "a@y": 2,
-        "b@y": 1,
-        "c@y": 0,
-        "side@y": 0,
+    ahead = repro._critical_paths(needs, {"a": 1, "b": 5, "c": 1, "side": 2})
+    assert ahead == {"a@x": 7, "b@x": 6, "c@x": 1, "side@x": 2, "a@y": 7, "b@y": 6, "c@y": 1, "side@y": 2}
+    assert repro._critical_paths({"ppo@x": set(), "sft_full@x": set()}) == {
+        "ppo@x": repro.STAGE_SECONDS["ppo"],
+        "sft_full@x": repro.STAGE_SECONDS["sft_full"],
     }
+    monkeypatch.setattr(repro, "STAGE_SECONDS", {"a": 1, "b": 5, "c": 1, "side": 2})
     started: list[str] = []
     lock = threading.Lock()
 
