@@ -40,7 +40,7 @@ remote:
 setup: $(VENV)/.installed remote
 setup-embedded: $(VENV)/.embedded remote
 
-# `dvc repro` with the languages' columns side by side, one per core (okapi/repro.py; the same pipeline, outputs and
+# `dvc repro` with the languages' stages side by side, one per core, each once its inputs are done (okapi/repro.py; the same pipeline, outputs and
 # dvc.lock entries as plain `dvc repro`, which works too). REPRO_JOBS=1 runs plain `dvc repro`.
 REPRO_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 repro: $(VENV)/.embedded remote

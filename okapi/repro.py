@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        help="language columns run at the same time (default: the number of CPU cores; 1 = plain dvc repro)",
+        help="language stages run at the same time (default: the number of CPU cores; 1 = plain dvc repro)",
     )
     args = ap.parse_args(argv)
     if args.jobs < 1:
