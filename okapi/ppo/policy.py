@@ -89,32 +89,27 @@ class PolicyWithValue(nn.Module):
     def _run_trunk(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
-        captured: dict[str, torch.Tensor] = {}
-
-        def grab(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            captured["h"] = args[0] if args else kwargs["hidden_states"]
-            raise _TrunkDone
-
-        handle = self._layers[self._first_top].register_forward_pre_hook(grab, with_kwargs=True)
-        try:
-            with torch.no_grad():
-                self.lm.base_model(
-                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-                )
-        except _TrunkDone:
-            pass
-        finally:
-            handle.remove()
-        return captured["h"].detach()
+        with self.capturing_trunk(stop=True) as chunks:
+            try:
+                with torch.no_grad():
+                    self.lm.base_model(
+                        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                    )
+            except _TrunkDone:
+                pass
+        return chunks[0]
 
     @contextmanager
-    def capturing_trunk(self) -> Iterator[list[torch.Tensor]]:
+    def capturing_trunk(self, stop: bool = False) -> Iterator[list[torch.Tensor]]:
         """Collect the hidden states entering the first trained block on every forward of the LM in this block
-        (e.g. generate(): the prompt's prefill, then one position per decoded token); see :meth:`captured_trunk`."""
+        (e.g. generate(): the prompt's prefill, then one position per decoded token); see :meth:`captured_trunk`.
+        ``stop``: raise _TrunkDone once they are in hand, so the top blocks do not run (:meth:`_run_trunk`)."""
         chunks: list[torch.Tensor] = []
 
         def grab(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             chunks.append((args[0] if args else kwargs["hidden_states"]).detach())
+            if stop:
+                raise _TrunkDone
 
         handle = self._layers[self._first_top].register_forward_pre_hook(grab, with_kwargs=True)
         try:
