@@ -124,11 +124,11 @@ STAGE_SECONDS = {
     "released": 2,
     "translate": 160,
     "sft": 60,
-    "sft_full": 135,
+    "sft_full": 100,
     "sample": 45,
     "rank": 45,
     "rm": 120,
-    "ppo": 350,
+    "ppo": 170,
     "evaluate": 70,
 }
 

@@ -54,6 +54,12 @@ class SFTConfig:
     """Recompute activations in the backward pass: less memory, about 20% slower."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
+    batching: Literal["rebalance", "random"] = "rebalance"
+    """How rows become micro-batches. rebalance: each optimizer step still draws a random effective batch
+    (batch_size rows, seeded by ``seed``), whose rows are then split by length into micro-batches of about equal
+    padded cost (transformers' BatchRebalanceSampler, across processes too): less padding, and since the loss is
+    a token mean over the whole effective batch, the same gradient as any other split. random: random
+    micro-batches (torch's RandomSampler)."""
 
     def __post_init__(self) -> None:
         check_choices(self, "sft")
@@ -92,6 +98,21 @@ def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
+def _seeded_sampler(trainer_cls: type) -> type:
+    """``trainer_cls`` whose BatchRebalanceSampler is seeded by the run's data seed (transformers leaves it at
+    its own fixed default, so ``seed`` would not change the data order)."""
+    from transformers.trainer_pt_utils import BatchRebalanceSampler
+
+    class SeededSampler(trainer_cls):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, BatchRebalanceSampler):
+                sampler.seed = int(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+            return sampler
+
+    return SeededSampler
+
+
 def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTConfig) -> Any:
     """The configured TRL SFTTrainer (exposed so tests can inspect its tokenized data and labels)."""
     from datasets import Dataset
@@ -120,8 +141,9 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], out_dir: Path
         max_length=cfg.max_seq_length,
         completion_only_loss=True,
         packing=False,
+        train_sampling_strategy="batch_rebalance" if cfg.batching == "rebalance" else "random",
     )
-    trainer = SFTTrainer(
+    trainer = _seeded_sampler(SFTTrainer)(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(examples),

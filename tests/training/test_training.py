@@ -122,6 +122,40 @@ def test_sft_puts_loss_on_the_response_only(base_dir: Path, tmp_path: Path) -> N
     assert tok.pad_token_id != tok.eos_token_id
 
 
+def _micro_batches(trainer) -> list[list[int]]:
+    """Row lengths (tokens) of each micro-batch the trainer's dataloader yields in its first epoch."""
+    return [[int(n) for n in batch["attention_mask"].sum(dim=1)] for batch in trainer.get_train_dataloader()]
+
+
+def test_sft_rebalance_splits_each_random_effective_batch_by_length(base_dir: Path, tmp_path: Path) -> None:
+    rows = [{**r, "output": " ".join(["word"] * (1 + 7 * (i % 5)))} for i, r in enumerate(ROWS)]
+    kw = dict(batch_size=6, per_device_train_batch_size=2)  # 12 rows: 2 optimizer steps of 3 micro-batches
+    lengths = {}
+    for batching, seed in (("rebalance", 0), ("random", 0), ("rebalance", 1)):
+        cfg = small_config(SFTConfig, batching=batching, seed=seed, **kw)
+        trainer = build_sft_trainer(base_dir, rows, tmp_path / f"sft-{batching}-{seed}", cfg)
+        lengths[batching, seed] = _micro_batches(trainer)
+    rebalanced, shuffled = lengths["rebalance", 0], lengths["random", 0]
+    # Every row once per epoch, in optimizer steps of batch_size rows (3 micro-batches each).
+    for batches in (rebalanced, shuffled):
+        assert sorted(n for b in batches for n in b) == sorted(n for b in shuffled for n in b)
+        assert sum(map(len, batches)) == 12
+    steps = [rebalanced[0:3], rebalanced[3:6]]
+    assert [sum(map(len, step)) for step in steps] == [6, 6]
+    # Within a step the micro-batches are cut from the rows sorted by length: no micro-batch holds a row shorter
+    # than one in the next micro-batch, so padding is no more than random micro-batches need.
+    for step in steps:
+        ordered = sorted(step, key=max, reverse=True)
+        for longer, shorter in zip(ordered, ordered[1:], strict=False):
+            assert min(longer) >= max(shorter)
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(max(b) * len(b) for b in batches)
+
+    assert padded(rebalanced) <= padded(shuffled)
+    assert lengths["rebalance", 1] != rebalanced  # the data order follows sft.seed
+
+
 def test_sft_trains_and_saves_atomically(base_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sft"
     before = weights(base_dir)
