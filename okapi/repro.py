@@ -118,8 +118,10 @@ def _side_by_side(groups: dict[str, list[str]], jobs: int, root: str | os.PathLi
         return [name for name, rc in pool.map(one, groups) if rc != 0]
 
 
-# What each language stage took on the embedded default (first runs of this turn, one thread, two stages side by side;
-# README, Performance), to order the ready stages by the work still ahead of them. A stage not listed counts 60 s.
+# What each language stage takes on the embedded default (first runs, one thread, two stages side by side; README,
+# Performance), to order the ready stages by the work still ahead of them. A stage not listed counts 60 s. ppo and
+# sft_full were estimated for 8 PPO steps and length-sorted SFT micro-batches before runs 15-17 measured them at
+# 129-184 s and 107-142 s; the values only order ready stages, so the ones those runs used are kept.
 STAGE_SECONDS = {
     "released": 2,
     "translate": 160,
