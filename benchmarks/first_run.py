@@ -58,7 +58,8 @@ def one_run(reuse_venv: bool, keep: bool) -> dict[str, object]:
     clone = work / "okapi"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     reference = _metrics(clone)
-    env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "UV_NO_CACHE": "1"}
+    # Caches off, as on a newcomer's machine: pip's, uv's and ours (the teacher's 8-bit GGUF, okapi.gguf_convert).
+    env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "UV_NO_CACHE": "1", "OKAPI_CACHE_DIR": str(work / "okapi-cache")}
     if reuse_venv:
         (clone / ".venv").symlink_to(ROOT / ".venv")
     t0 = time.monotonic()

