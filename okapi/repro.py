@@ -154,17 +154,38 @@ def _critical_paths(needs: dict[str, set[str]], seconds: dict[str, float] | None
     return {s: path(s) for s in needs}
 
 
+def column_sizes(langs: Sequence[str], root: str | os.PathLike[str] = ".") -> dict[str, float]:
+    """Each column's expected work relative to the others': its translated tokens (the teacher's completion tokens
+    in ``metrics/translate/<L>.json``, cached answers included) over the mean of the columns that have them; 1.0
+    for a column without them yet. The committed metrics give it before ``translate@L`` runs, its own afterwards.
+    The columns' training stages take time in proportion (runs 15-17: es had 1.34x vi's tokens, and its SFT, RM
+    and PPO took 1.2-1.3x as long)."""
+    import json
+
+    tokens: dict[str, float] = {}
+    for lang in langs:
+        try:
+            teacher = json.loads((Path(root) / "metrics" / "translate" / f"{lang}.json").read_text())["teacher"]
+            n = float(teacher.get("completion_tokens", 0)) + float(teacher.get("cached_completion_tokens", 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if n > 0:
+            tokens[lang] = n
+    mean = sum(tokens.values()) / len(tokens) if tokens else 0.0
+    return {lang: tokens[lang] / mean if lang in tokens else 1.0 for lang in langs}
+
+
 def _stage_by_stage(
     columns: dict[str, list[str]], needs: dict[str, set[str]], jobs: int, root: str | os.PathLike[str]
 ) -> list[str]:
     """Run the columns' stages, ``jobs`` at a time, each once the stages it needs are done; of those ready, the one
-    with the most expected work from its start to its column's end first (_critical_paths; then the earlier
-    column, then its place in the column). A failed stage stops what is left of its column, the others go on.
-    Returns the columns that failed."""
+    with the most expected work from its start to its column's end first (_critical_paths times its column's size,
+    column_sizes, read again whenever a stage is taken; then the earlier column, then its place in the column).
+    A failed stage stops what is left of its column, the others go on. Returns the columns that failed."""
     env = column_env(jobs)
     lang_of = {stage: lang for lang, stages in columns.items() for stage in stages}
     ahead = _critical_paths(needs)
-    rank = {stage: (-ahead[stage], c, i) for c, stages in enumerate(columns.values()) for i, stage in enumerate(stages)}
+    place = {stage: (c, i) for c, stages in enumerate(columns.values()) for i, stage in enumerate(stages)}
     pending = set(lang_of)
     done: set[str] = set()
     failed: list[str] = []
@@ -177,7 +198,8 @@ def _stage_by_stage(
             while True:
                 ready = [s for s in pending if needs[s] <= done and lang_of[s] not in failed]
                 if ready:
-                    stage = min(ready, key=rank.__getitem__)
+                    size = column_sizes(list(columns), root)
+                    stage = min(ready, key=lambda s: (-ahead[s] * size[lang_of[s]], *place[s]))
                     pending.discard(stage)
                     running += 1
                     return stage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -176,3 +177,26 @@ def test_of_the_stages_ready_the_one_with_the_most_work_ahead_goes_first(monkeyp
     assert repro._stage_by_stage(columns, needs, 2, ".") == ["y"]
     assert "c@y" not in started and "side@y" not in started  # the rest of y: not run
     assert {"a@x", "b@x", "c@x", "side@x"} <= set(started)
+
+
+def test_the_larger_column_goes_first_by_its_translated_tokens(monkeypatch, tmp_path) -> None:
+    """column_sizes: a column's translated tokens over the columns' mean (1.0 while unknown); with equal stages the
+    larger column's are taken first, so the smaller one's fill the other core at the end."""
+    (tmp_path / "metrics" / "translate").mkdir(parents=True)
+    for lang, tokens in (
+        ("x", {"completion_tokens": 100}),
+        ("y", {"completion_tokens": 200, "cached_completion_tokens": 100}),
+    ):
+        (tmp_path / "metrics" / "translate" / f"{lang}.json").write_text(json.dumps({"teacher": tokens}))
+    (tmp_path / "metrics" / "translate" / "w.json").write_text("{not json")
+    assert repro.column_sizes(["x", "y", "z", "w"], tmp_path) == {"x": 0.5, "y": 1.5, "z": 1.0, "w": 1.0}
+    columns = {"x": ["a@x", "b@x"], "y": ["a@y", "b@y"]}
+    needs = {"a@x": set(), "b@x": {"a@x"}, "a@y": set(), "b@y": {"a@y"}}
+    monkeypatch.setattr(repro, "STAGE_SECONDS", {"a": 1, "b": 1})
+    started: list[str] = []
+    monkeypatch.setattr(repro, "_dvc", lambda args, root, *, env=None, prefix="": started.append(args[-1]) or 0)
+    assert repro._stage_by_stage(columns, needs, 1, tmp_path) == []
+    assert started == ["a@y", "b@y", "a@x", "b@x"]
+    started.clear()
+    assert repro._stage_by_stage(columns, needs, 1, tmp_path / "nothing") == []  # sizes unknown: equal columns
+    assert started == ["a@x", "a@y", "b@x", "b@y"]  # the most work ahead first, then the earlier column
