@@ -2,7 +2,8 @@
 
 Layouts: ``SxTxN`` is S llama.cpp servers (the xllamacpp wheel, ``okapi.llama_server``) of T threads with N parallel
 slots each (the stage keeps N requests in flight per server), ``SxTxN:P`` the same with repeat penalty P (default
-teacher.embedded.repeat_penalty); ``lcp:SxT`` is the earlier default, S
+teacher.embedded.repeat_penalty), ``SxTxN@W`` with teacher weights W (q4_1 or q8_0, default
+teacher.embedded.weights; e.g. ``2x1x1@q4_1,2x1x1@q8_0,2x1x1@q4_1,2x1x1@q8_0``); ``lcp:SxT`` is the earlier default, S
 llama-cpp-python servers of T threads answering one request at a time (needs ``llama-cpp-python[server]``, which
 compiles llama.cpp on install; left out when it is missing).
 
@@ -32,7 +33,14 @@ sys.path.insert(0, str(ROOT))
 
 from okapi.config import from_dict  # noqa: E402
 from okapi.io import read_jsonl  # noqa: E402
-from okapi.llama_server import _free_port, _stop, _wait_ready, llama_servers, smollm2_gguf_path  # noqa: E402
+from okapi.llama_server import (  # noqa: E402
+    _free_port,
+    _stop,
+    _wait_ready,
+    embedded_gguf,
+    llama_servers,
+    smollm2_gguf_path,
+)
 from okapi.teacher import ChatRequest, Teacher, TeacherConfig  # noqa: E402
 from okapi.translate import _schema, build_messages  # noqa: E402
 
@@ -91,14 +99,16 @@ def run_layout(layout: str, reqs: list[ChatRequest]) -> dict[str, object] | None
         ctx, per_url = llama_cpp_python_servers(servers, threads, cfg.model), 1
         name = f"llama-cpp-python {servers} x {threads} thread(s)"
     else:
-        shape, _, penalty = layout.partition(":")
+        layout_part, _, weights = layout.partition("@")
+        weights = weights or cfg.embedded.weights
+        shape, _, penalty = layout_part.partition(":")
         servers, threads, slots = (int(x) for x in shape.split("x"))
         repeat = float(penalty) if penalty else cfg.embedded.repeat_penalty
         ctx = llama_servers(
-            smollm2_gguf_path(), cfg.model, servers=servers, n_threads=threads, slots=slots, repeat_penalty=repeat
+            embedded_gguf(weights), cfg.model, servers=servers, n_threads=threads, slots=slots, repeat_penalty=repeat
         )
         per_url = slots
-        name = f"llama.cpp {servers} x {threads} thread(s) x {slots} slot(s), penalty {repeat}"
+        name = f"llama.cpp {servers} x {threads} x {slots}, penalty {repeat}, {weights}"
     with ctx as urls:
         startup = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +123,7 @@ def run_layout(layout: str, reqs: list[ChatRequest]) -> dict[str, object] | None
         "layout": name,
         "startup_s": round(startup, 2),
         "wall_s": round(wall, 2),
+        "prompt_tokens": account["prompt_tokens"],
         "completion_tokens": tokens,
         # Answers cut off at max_tokens (a greedy loop): not valid JSON, so a stage would re-ask them.
         "cut_off": sum(1 for o in outcomes if o.text and not _is_json(o.text)),
@@ -142,8 +153,9 @@ def main() -> int:
     for r in results:
         same = sum(a == b for a, b in zip(r["answers"], base["answers"], strict=True))
         print(
-            f"{r['layout']:44s} start {r['startup_s']:5.2f} s  {r['wall_s']:7.2f} s  {r['tokens_per_s']:6.1f} "
-            f"tokens/s  x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  {r['cut_off']} cut off  "
+            f"{r['layout']:50s} start {r['startup_s']:5.2f} s  {r['wall_s']:7.2f} s (x{base['wall_s'] / r['wall_s']:.2f})"
+            f"  {r['prompt_tokens']} + {r['completion_tokens']} tokens  {r['tokens_per_s']:6.1f} completion tokens/s"
+            f"  x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  {r['cut_off']} cut off  "
             f"{same}/{len(reqs)} answers as the base"
         )
     return 0
