@@ -56,9 +56,15 @@ def embedded_gguf(weights: str = "q8_0") -> Path:
     src = smollm2_gguf_path()
     if weights == "q4_1":
         return src
-    from okapi.gguf_convert import requantized
+    from okapi.gguf_convert import cache_dir, requantized
 
-    return requantized(src, weights.upper())
+    try:
+        return requantized(src, weights.upper())
+    except Exception as err:  # noqa: BLE001 -- any failure (disk full, unreadable file) is one sentence for the user
+        raise EmbeddedServerError(
+            f"could not make the {weights} copy of {src.name} in {cache_dir()} ({type(err).__name__}: {err}); "
+            "free space there, point OKAPI_CACHE_DIR elsewhere, or set teacher.embedded.weights: q4_1"
+        ) from err
 
 
 def _free_port() -> int:

@@ -106,3 +106,19 @@ def test_embedded_weights_are_part_of_the_cache_key_and_checked():
     assert cache_key(a, req, 0) == cache_key(b, req, 0)  # a remote teacher does not load the embedded weights
     with pytest.raises(ConfigError, match=r"teacher\.embedded\.weights = 'f16' is invalid; allowed: 'q8_0', 'q4_1'"):
         from_dict(TeacherConfig, {"embedded": {"weights": "f16"}}, "teacher")
+
+
+def test_a_failed_copy_stops_the_stage_with_one_sentence(tmp_path, monkeypatch):
+    from okapi import llama_server
+
+    monkeypatch.setenv("OKAPI_CACHE_DIR", str(tmp_path / "cache"))
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf file")
+    monkeypatch.setattr(llama_server, "smollm2_gguf_path", lambda: broken)
+    assert llama_server.embedded_gguf("q4_1") == broken  # served as shipped: nothing to convert
+    with pytest.raises(
+        llama_server.EmbeddedServerError,
+        match=r"could not make the q8_0 copy of broken\.gguf in .*"
+        r"teacher\.embedded\.weights: q4_1",
+    ):
+        llama_server.embedded_gguf("q8_0")
