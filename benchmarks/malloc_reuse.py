@@ -47,16 +47,18 @@ def main() -> int:
                 cmd = [sys.executable, "-m", "stages.sft", "--lang", args.lang, "--section", args.section]
                 cmd += ["--model", str(ROOT / "models" / "base"), "--data", str(data), "--out", str(out)]
                 cmd += ["--metrics", str(out) + ".json"]
-                log = open(Path(tmp) / f"{name}{rnd}.log", "w")  # noqa: SIM115 -- closed below
-                procs[name] = (subprocess.Popen(cmd, cwd=ROOT, env={**env, **extra}, stdout=log, stderr=log), out, log)
-                procs[name] += (time.perf_counter(),)
+                log = open(Path(tmp) / f"{name}{rnd}.log", "w+")  # noqa: SIM115 -- closed below
+                proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **extra}, stdout=log, stderr=log)
+                procs[name] = (proc, out, log, time.perf_counter())
             results = {}
             for name, (proc, out, log, t0) in procs.items():
                 _, status, usage = os.wait4(proc.pid, 0)
                 wall = time.perf_counter() - t0
+                log.seek(0)
+                tail = log.read()[-2000:]
                 log.close()
-                if os.waitstatus_to_exitcode(status) != 0:
-                    print(f"{name}: the stage failed; its log: {log.name}", file=sys.stderr)
+                if os.waitstatus_to_exitcode(status) != 0:  # the temporary folder goes with the return: show the log
+                    print(f"{name}: the stage failed; the end of its log:\n{tail}", file=sys.stderr)
                     return 1
                 results[name] = (wall, usage, _sha(out / "model.safetensors"))
             for name, (wall, usage, digest) in results.items():
