@@ -7,10 +7,10 @@ through the shared stages before them (base, generate) and the report after them
 2. the languages' stages, ``--jobs`` at a time, each as ``dvc --wait-for-lock repro --single-item <stage>`` once
    the stages of its column it depends on are done (DVC locks the repository only between stages, so these
    commands run at the same time; its per-stage read/write locks keep them apart, and each writes its own entry
-   of dvc.lock). Of the stages ready to run, the one with the most expected work from its start to the end of its
-   column goes first (the critical path, from each stage's measured time: STAGE_SECONDS): each column's SFT ->
-   sample -> rank -> RM -> PPO chain before its `sft_full`, which then fills a core that would otherwise wait for
-   the slower column at the end;
+   of dvc.lock). Of the stages ready to run, the one after which all of them are expected to end soonest goes
+   first: each candidate is tried with the rest following the longest chain of expected work (each stage's
+   measured time, STAGE_SECONDS, scaled by its column's size), so a column's `sft_full` starts where it keeps the
+   cores busy to the end rather than after its PPO, with its evaluation waiting for it on one core;
 3. ``dvc repro`` of everything, which runs what is left (the report) and checks the rest.
 
 The result is the pipeline `dvc repro` alone would build (the same stages, commands and params; dvc.lock is the
@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -118,27 +119,33 @@ def _side_by_side(groups: dict[str, list[str]], jobs: int, root: str | os.PathLi
         return [name for name, rc in pool.map(one, groups) if rc != 0]
 
 
-# What each language stage takes on the embedded default (first runs, one thread, two stages side by side; README,
-# Performance), to order the ready stages by the work still ahead of them. A stage not listed counts 60 s. ppo and
-# sft_full were estimated for 8 PPO steps and length-sorted SFT micro-batches before runs 15-17 measured them at
-# 129-184 s and 107-142 s; the values only order ready stages, so the ones those runs used are kept.
+# What each language stage takes on the embedded default: the mean of both languages in first runs 18-21, one
+# thread, two stages side by side (README, Performance). A stage not listed counts 60 s. The training stages and the
+# teacher's scale with the column's translated tokens (column_sizes); evaluate and released do not (every language
+# has the same benchmark records). The values only guide the order of ready stages.
 STAGE_SECONDS = {
     "released": 2,
-    "translate": 160,
-    "sft": 60,
-    "sft_full": 100,
-    "sample": 45,
-    "rank": 45,
-    "rm": 120,
-    "ppo": 170,
-    "evaluate": 70,
+    "translate": 127,
+    "sft": 63,
+    "sft_full": 114,
+    "sample": 38,
+    "rank": 28,
+    "rm": 115,
+    "ppo": 150,
+    "evaluate": 56,
 }
+UNSCALED = frozenset({"released", "evaluate"})
 
 
 def _critical_paths(needs: dict[str, set[str]], seconds: dict[str, float] | None = None) -> dict[str, float]:
     """For each stage, its expected seconds plus those of the longest chain of stages waiting for it (transitively):
     how long its column takes at least from its start (``seconds`` by stage name before the ``@``)."""
     table = STAGE_SECONDS if seconds is None else seconds
+    return _paths(needs, {s: table.get(s.rsplit("@", 1)[0], 60) for s in needs})
+
+
+def _paths(needs: dict[str, set[str]], expected: dict[str, float]) -> dict[str, float]:
+    """_critical_paths with each stage's own expected seconds."""
     after: dict[str, set[str]] = {s: set() for s in needs}
     for stage, deps in needs.items():
         for dep in deps:
@@ -147,11 +154,72 @@ def _critical_paths(needs: dict[str, set[str]], seconds: dict[str, float] | None
 
     def path(stage: str) -> float:
         if stage not in memo:
-            own = table.get(stage.rsplit("@", 1)[0], 60)
-            memo[stage] = own + max((path(n) for n in after[stage]), default=0)
+            memo[stage] = expected[stage] + max((path(n) for n in after[stage]), default=0)
         return memo[stage]
 
     return {s: path(s) for s in needs}
+
+
+def expected_seconds(needs: dict[str, set[str]], size: dict[str, float]) -> dict[str, float]:
+    """Each stage's expected seconds: STAGE_SECONDS, times its column's size (column_sizes) unless UNSCALED."""
+    out = {}
+    for stage in needs:
+        name, lang = stage.rsplit("@", 1)
+        own = STAGE_SECONDS.get(name, 60)
+        out[stage] = own if name in UNSCALED else own * size.get(lang, 1.0)
+    return out
+
+
+def _finish(
+    needs: dict[str, set[str]],
+    expected: dict[str, float],
+    ahead: dict[str, float],
+    now: float,
+    running: dict[str, float],
+    done: set[str],
+    pending: set[str],
+    jobs: int,
+) -> float:
+    """When everything would be done, by the expected seconds, if from ``now`` (with ``running``: stage -> its
+    expected end) each free worker took the ready stage with the longest chain ahead (``ahead``)."""
+    running, done, pending = dict(running), set(done), set(pending)
+    while pending or running:
+        ready = sorted((s for s in pending if needs[s] <= done), key=lambda s: (-ahead[s], s))
+        for stage in ready[: max(0, jobs - len(running))]:
+            pending.discard(stage)
+            running[stage] = now + expected[stage]
+        if not running:  # nothing can start: stages waiting on a stage outside this plan
+            return float("inf")
+        stage = min(running, key=running.__getitem__)
+        now = running.pop(stage)
+        done.add(stage)
+    return now
+
+
+def pick(
+    ready: Sequence[str],
+    needs: dict[str, set[str]],
+    expected: dict[str, float],
+    now: float,
+    running: dict[str, float],
+    done: set[str],
+    pending: set[str],
+    jobs: int,
+    place: dict[str, tuple[int, int]] | None = None,
+) -> str:
+    """The ready stage to start now: the one after which the expected end of all is earliest, when the rest
+    follows the longest chain first (one step of look-ahead); on a tie the one with the longest chain ahead of it,
+    then its place (``place``: column, position). The longest chain alone leaves a core idle at the end when a
+    column's last stage waits for a side stage started late (first runs 18-21: 25-35 s; README, Performance)."""
+    ahead = _paths(needs, expected)
+    order = place or {}
+
+    def cost(stage: str) -> tuple[float, float, tuple[int, int]]:
+        start = {**running, stage: now + expected[stage]}
+        end = _finish(needs, expected, ahead, now, start, done, pending - {stage}, jobs)
+        return round(end, 6), -ahead[stage], order.get(stage, (0, 0))
+
+    return min(ready, key=cost)
 
 
 def column_sizes(langs: Sequence[str], root: str | os.PathLike[str] = ".") -> dict[str, float]:
@@ -179,40 +247,40 @@ def _stage_by_stage(
     columns: dict[str, list[str]], needs: dict[str, set[str]], jobs: int, root: str | os.PathLike[str]
 ) -> list[str]:
     """Run the columns' stages, ``jobs`` at a time, each once the stages it needs are done; of those ready, the one
-    with the most expected work from its start to its column's end first (_critical_paths times its column's size,
-    column_sizes, read again whenever a stage is taken; then the earlier column, then its place in the column).
-    A failed stage stops what is left of its column, the others go on. Returns the columns that failed."""
+    after which everything is expected to end soonest (``pick``, from expected_seconds with each column's size,
+    column_sizes, read again whenever a stage is taken, and how long the running stages have run). A failed stage
+    stops what is left of its column, the others go on. Returns the columns that failed."""
     env = column_env(jobs)
     lang_of = {stage: lang for lang, stages in columns.items() for stage in stages}
-    ahead = _critical_paths(needs)
     place = {stage: (c, i) for c, stages in enumerate(columns.values()) for i, stage in enumerate(stages)}
     pending = set(lang_of)
     done: set[str] = set()
     failed: list[str] = []
-    running = 0
+    started: dict[str, float] = {}  # running stage -> when it started (time.monotonic)
     cond = threading.Condition()
 
     def take() -> str | None:
-        nonlocal running
         with cond:
             while True:
                 ready = [s for s in pending if needs[s] <= done and lang_of[s] not in failed]
                 if ready:
-                    size = column_sizes(list(columns), root)
-                    stage = min(ready, key=lambda s: (-ahead[s] * size[lang_of[s]], *place[s]))
+                    expected = expected_seconds(needs, column_sizes(list(columns), root))
+                    now = time.monotonic()
+                    running = {s: max(now, t + expected[s]) for s, t in started.items()}
+                    live = {s for s in pending if lang_of[s] not in failed}
+                    stage = pick(ready, needs, expected, now, running, done, live, jobs, place)
                     pending.discard(stage)
-                    running += 1
+                    started[stage] = now
                     return stage
-                if running == 0:
+                if not started:
                     return None
                 cond.wait()
 
     def worker() -> None:
-        nonlocal running
         while (stage := take()) is not None:
             rc = _dvc(["--wait-for-lock", "repro", "--single-item", stage], root, env=env, prefix=stage)
             with cond:
-                running -= 1
+                started.pop(stage)
                 if rc == 0:
                     done.add(stage)
                 elif lang_of[stage] not in failed:

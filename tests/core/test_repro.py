@@ -200,3 +200,28 @@ def test_the_larger_column_goes_first_by_its_translated_tokens(monkeypatch, tmp_
     started.clear()
     assert repro._stage_by_stage(columns, needs, 1, tmp_path / "nothing") == []  # sizes unknown: equal columns
     assert started == ["a@x", "a@y", "b@x", "b@y"]  # the most work ahead first, then the earlier column
+
+
+def test_a_side_stage_starts_where_it_keeps_both_cores_busy_to_the_end() -> None:
+    """pick: the longest chain first would start p and r, then s, leaving q and then the join z to one core at the
+    end (10 s); trying each ready stage with the rest following the longest chain, s goes first (9 s)."""
+    needs = {"p@x": set(), "q@x": {"p@x"}, "s@x": set(), "z@x": {"q@x", "s@x"}, "r@y": set()}
+    expected = {"p@x": 3.0, "q@x": 3.0, "s@x": 4.0, "z@x": 1.0, "r@y": 6.0}
+    ahead = repro._paths(needs, expected)
+    assert ahead == {"p@x": 7, "q@x": 4, "s@x": 5, "z@x": 1, "r@y": 6}
+    pending = set(needs)
+    assert repro._finish(needs, expected, ahead, 0.0, {}, set(), pending, 2) == 10.0  # longest chain first
+    ready = ["p@x", "s@x", "r@y"]
+    assert repro.pick(ready, needs, expected, 0.0, {}, set(), pending, 2) == "s@x"
+    running = {"s@x": 4.0}
+    assert repro.pick(["p@x", "r@y"], needs, expected, 0.0, running, set(), pending - {"s@x"}, 2) == "p@x"
+    assert repro._finish(needs, expected, ahead, 0.0, {"s@x": 4.0, "p@x": 3.0}, set(), {"q@x", "z@x", "r@y"}, 2) == 9.0
+    # One worker: every order ends at the same time, so the longest chain goes first, then the place.
+    assert repro.pick(ready, needs, expected, 0.0, {}, set(), pending, 1) == "p@x"
+    # expected_seconds: a column's size scales its stages but not those in UNSCALED (evaluate, released).
+    sized = repro.expected_seconds({"sft@a": set(), "evaluate@a": set(), "sft@b": set()}, {"a": 1.5})
+    assert sized == {
+        "sft@a": 1.5 * repro.STAGE_SECONDS["sft"],
+        "evaluate@a": repro.STAGE_SECONDS["evaluate"],
+        "sft@b": repro.STAGE_SECONDS["sft"],
+    }
