@@ -74,8 +74,12 @@ def generate(
     top_p: float,
     num_return_sequences: int = 1,
     do_sample: bool = True,
+    share_prompts: bool = True,
 ) -> torch.Tensor:
-    """Response ids [B * num_return_sequences, R], padded with pad after EOS (prompt rows repeat per sample)."""
+    """Response ids [B * num_return_sequences, R], padded with pad after EOS (prompt rows repeat per sample).
+
+    ``share_prompts``: a prompt that starts several sequences is computed once (_shared_prefill); off where a
+    hook must see generate()'s own prefill of every row (PPO's captured trunk)."""
     from transformers import GenerationConfig
 
     # A fresh config so nothing in the checkpoint's generation_config.json (top_k, repetition penalty...) changes
@@ -95,9 +99,50 @@ def generate(
     )
     was_training = model.training
     model.eval()
-    out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen_cfg)
-    model.train(was_training)
+    try:
+        shared = _shared_prefill(model, prompt_ids, prompt_mask, num_return_sequences) if share_prompts else None
+        if shared is None:
+            out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen_cfg)
+        else:
+            ids, mask, cache = shared
+            gen_cfg.num_return_sequences = 1
+            out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, generation_config=gen_cfg)
+    finally:
+        model.train(was_training)
     return out[:, prompt_ids.shape[1] :]
+
+
+def _shared_prefill(
+    model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, num_return_sequences: int
+) -> tuple[torch.Tensor, torch.Tensor, Any] | None:
+    """Each distinct prompt's keys and values computed once, then copied to every sequence that starts with it
+    (the T samples of a prompt, a held-out prompt's repeats): (ids, mask, cache) to pass to generate(), which
+    then runs only each sequence's last prompt token and what follows. generate() on its own computes every copy
+    of a prompt again (a batch of 4 prompts x 4 samples: 16 prefills, not 4). The sampling draws are the same
+    calls in the same order; the logits agree with computing every copy to float rounding. None when no prompt
+    repeats (or the prompt is one token), for generate() as usual."""
+    rows = prompt_ids.shape[0] * num_return_sequences
+    if prompt_ids.shape[1] < 2:
+        return None
+    _, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True)
+    # The distinct prompts in order of first appearance, and for each output row the distinct prompt it starts with.
+    first: dict[int, int] = {}
+    for row, key in enumerate(inverse.tolist()):
+        first.setdefault(key, row)
+    if len(first) == rows:
+        return None
+    distinct = torch.tensor(list(first.values()), device=prompt_ids.device)
+    slot = {key: i for i, key in enumerate(first)}
+    of_row = torch.tensor([slot[k] for k in inverse.tolist()], device=prompt_ids.device)
+    of_row = of_row.repeat_interleave(num_return_sequences)
+    ids, mask = prompt_ids[distinct], prompt_mask[distinct]
+    # generate()'s own position ids for left-padded prompts: count the real tokens, 0 on padding.
+    pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True)
+    cache = out.past_key_values
+    cache.reorder_cache(of_row)
+    expand = num_return_sequences
+    return prompt_ids.repeat_interleave(expand, 0), prompt_mask.repeat_interleave(expand, 0), cache
 
 
 def response_mask(response_ids: torch.Tensor, eos: list[int], pad_id: int) -> torch.Tensor:

@@ -205,11 +205,18 @@ def rm_reward_fn(rm_dir: Path, device: torch.device, batch_size: int) -> RewardF
 
 
 def sample_responses(
-    lm: Any, tokenizer: Any, prompts: list[str], cfg: PPOConfig, device: torch.device
+    lm: Any, tokenizer: Any, prompts: list[str], cfg: PPOConfig, device: torch.device, share_prompts: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     ids, pmask = encode_prompts(tokenizer, prompts, device)
     resp = generate(
-        lm, tokenizer, ids, pmask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p
+        lm,
+        tokenizer,
+        ids,
+        pmask,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        share_prompts=share_prompts,
     )
     mask = response_mask(resp, eos_ids(lm, tokenizer), tokenizer.pad_token_id)
     return ids, pmask, resp, mask, decode_responses(tokenizer, resp, mask)
@@ -223,8 +230,8 @@ def sample_with_trunk(
     run the trunk again. Off when the replay was found not to hold for this architecture."""
     if policy.trunk_replay is False:
         return (*sample_responses(policy.lm, tokenizer, prompts, cfg, device), None)
-    with policy.capturing_trunk() as chunks:
-        ids, pmask, resp, mask, texts = sample_responses(policy.lm, tokenizer, prompts, cfg, device)
+    with policy.capturing_trunk() as chunks:  # every row's own prefill, as captured_trunk expects
+        ids, pmask, resp, mask, texts = sample_responses(policy.lm, tokenizer, prompts, cfg, device, False)
     attn = sequence_inputs(ids, pmask, resp, mask)[1]
     return ids, pmask, resp, mask, texts, PolicyWithValue.captured_trunk(chunks, attn)
 
