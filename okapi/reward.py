@@ -8,6 +8,7 @@ and evaluation see exactly the inputs the reward model was trained on.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,102 @@ def score_ids(model: Any, pad_id: int, sequences: list[list[int]], batch_size: i
     model.train(was_training)
     by_sequence = dict(zip(distinct, scores, strict=True))
     return [by_sequence[tuple(s)] for s in sequences]
+
+
+class PromptCachedScorer:
+    """Scores (formatted prompt, response) pairs with a frozen reward model, computing a prompt's tokens once.
+
+    PPO scores the responses of the same few prompts at every step (and each held-out prompt's repeats): the
+    prompt is most of each scored sequence. The keys and values of a prompt's tokens are kept (the last
+    ``max_prompts`` prompts used) and each sequence runs only its own tokens after them; the score is read from the
+    last token as the model's head does. The sequences are tokenized whole, as reward_input_ids; the shared part is
+    the longest run of the prompt's own tokens they all start with (a sequence that does not start with it, or
+    has nothing after it, is scored whole). Scores agree with score_ids to float rounding. Off
+    (``max_prompts = 0``) where prompts seldom repeat: each prompt then costs a forward pass of its own."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, max_prompts: int = 16) -> None:
+        self.model, self.tokenizer, self.batch_size, self.max_prompts = model, tokenizer, batch_size, max_prompts
+        self._prompts: dict[str, tuple[tuple[int, ...], Any]] = {}  # prompt -> (its token ids, their cache)
+        head = getattr(model, "score", None)
+        self._usable = max_prompts > 0 and isinstance(head, torch.nn.Module) and hasattr(model, "base_model")
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], responses: list[str]) -> list[float]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"reward scoring: {len(prompts)} prompts but {len(responses)} responses")
+        sequences = [reward_input_ids(self.tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
+        pad = self.tokenizer.pad_token_id
+        if not self._usable:
+            return score_ids(self.model, pad, sequences, self.batch_size)
+        scores: dict[tuple[int, ...], float] = {}
+        whole: list[list[int]] = []
+        by_prompt: dict[str, list[tuple[int, ...]]] = {}
+        for prompt, seq in zip(prompts, sequences, strict=True):
+            by_prompt.setdefault(prompt, [])
+            if tuple(seq) not in by_prompt[prompt]:
+                by_prompt[prompt].append(tuple(seq))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for prompt, seqs in by_prompt.items():
+                prefix, cache = self._prefix(prompt, seqs)
+                n = len(prefix)
+                rest = [s for s in seqs if n == 0 or len(s) <= n or s[:n] != prefix]
+                whole.extend(list(s) for s in rest)
+                cached = [s for s in seqs if s not in rest]
+                for i in range(0, len(cached), self.batch_size):
+                    chunk = cached[i : i + self.batch_size]
+                    scores.update(zip(chunk, self._score_after(n, cache, chunk, pad), strict=True))
+        finally:
+            self.model.train(was_training)
+        if whole:
+            scores.update(zip(map(tuple, whole), score_ids(self.model, pad, whole, self.batch_size), strict=True))
+        return [scores[tuple(s)] for s in sequences]
+
+    def _prefix(self, prompt: str, seqs: list[tuple[int, ...]]) -> tuple[tuple[int, ...], Any]:
+        """The prompt's cached token ids and keys/values, computed (and the oldest dropped) when not kept yet."""
+        if prompt in self._prompts:
+            self._prompts[prompt] = self._prompts.pop(prompt)  # most recently used last
+            return self._prompts[prompt]
+        ids = tuple(self.tokenizer(text=prompt)["input_ids"])
+        n = len(ids)
+        for seq in seqs:  # the prompt's tokens every sequence starts with, one token at least left after them
+            same = next((i for i, (a, b) in enumerate(zip(ids, seq, strict=False)) if a != b), min(len(ids), len(seq)))
+            n = min(n, len(seq) - 1, same)
+        prefix = ids[: max(n, 0)]
+        cache = None
+        if prefix:
+            device = next(self.model.parameters()).device
+            out = self.model.base_model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+            cache = out.past_key_values
+        self._prompts[prompt] = (prefix, cache)
+        while len(self._prompts) > self.max_prompts:
+            self._prompts.pop(next(iter(self._prompts)))
+        return prefix, cache
+
+    def _score_after(self, n: int, cache: Any, chunk: list[tuple[int, ...]], pad: int) -> list[float]:
+        """Scores of sequences that start with the cached n tokens: only their own tokens run."""
+        device = next(self.model.parameters()).device
+        width = max(len(s) - n for s in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), n + width), dtype=torch.long)
+        mask[:, :n] = 1
+        for j, seq in enumerate(chunk):
+            ids[j, : len(seq) - n] = torch.tensor(seq[n:], dtype=torch.long)
+            mask[j, n : len(seq)] = 1
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(chunk))
+        position_ids = torch.arange(n, n + width, device=device).unsqueeze(0).expand(len(chunk), -1)
+        hidden = self.model.base_model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=position_ids,
+            past_key_values=past,
+            use_cache=True,
+        ).last_hidden_state
+        last = torch.tensor([len(s) - n - 1 for s in chunk], device=device)
+        logits = self.model.score(hidden[torch.arange(len(chunk), device=device), last])
+        return [float(x) for x in logits[:, 0].float().cpu()]
 
 
 def score_texts(

@@ -77,6 +77,10 @@ class PPOConfig:
     """Prompts per generate() call in the held-out evaluation."""
     rm_batch_size: int = 8
     """Sequences per reward-model forward pass."""
+    rm_prompt_cache: int = 16
+    """Prompts whose tokens the reward model keeps computed (keys and values), so a response to one of them runs
+    only its own tokens (okapi.reward.PromptCachedScorer): the embedded default scores the same 4 prompts at every
+    step. 0: every sequence is scored whole, in batches (where prompts seldom repeat, e.g. the paper profile)."""
     seed: int = 0
     """Seeds sampling, data order and the held-out split."""
     checkpoint_every: int = 5
@@ -119,4 +123,5 @@ class PPOConfig:
         check(self.heldout_samples >= 1, "ppo.heldout_samples", self.heldout_samples, ">= 1")
         check(self.eval_batch_size >= 1, "ppo.eval_batch_size", self.eval_batch_size, ">= 1")
         check(self.rm_batch_size >= 1, "ppo.rm_batch_size", self.rm_batch_size, ">= 1")
+        check(self.rm_prompt_cache >= 0, "ppo.rm_prompt_cache", self.rm_prompt_cache, ">= 0 (0: off)")
         check(self.checkpoint_every >= 0, "ppo.checkpoint_every", self.checkpoint_every, "0 (off) or >= 1 steps")

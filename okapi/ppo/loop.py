@@ -264,7 +264,7 @@ def train_ppo(
     optimizer = make_optimizer(policy, cfg)
     wrapped, optimizer = accelerator.prepare(policy, optimizer)
     if reward_fn is None:
-        reward_fn = rm_reward_fn(Path(rm_dir), device, cfg.rm_batch_size)
+        reward_fn = rm_reward_fn(Path(rm_dir), device, cfg.rm_batch_size, cfg.rm_prompt_cache)
     eos = eos_ids(lm, tokenizer)
 
     # Score the SFT policy, then resume

@@ -190,18 +190,16 @@ def prompt_texts(rows: list[dict[str, Any]], tokenizer: Any, max_len: int, what:
     return texts, dropped
 
 
-def rm_reward_fn(rm_dir: Path, device: torch.device, batch_size: int) -> RewardFn:
-    from okapi.reward import load_reward_model, score_texts
+def rm_reward_fn(rm_dir: Path, device: torch.device, batch_size: int, prompt_cache: int = 0) -> RewardFn:
+    """The frozen reward model as a RewardFn; ``prompt_cache`` > 0 keeps that many prompts computed
+    (okapi.reward.PromptCachedScorer; ppo.rm_prompt_cache)."""
+    from okapi.reward import PromptCachedScorer, load_reward_model
 
     rm, rm_tok = load_reward_model(rm_dir)
     rm.to(device)
     for p in rm.parameters():
         p.requires_grad_(False)
-
-    def reward(prompts: list[str], responses: list[str]) -> list[float]:
-        return score_texts(rm, rm_tok, prompts, responses, batch_size=batch_size)
-
-    return reward
+    return PromptCachedScorer(rm, rm_tok, batch_size=batch_size, max_prompts=prompt_cache)
 
 
 def sample_responses(

@@ -490,3 +490,52 @@ def test_sft_stops_when_max_seq_length_leaves_no_response_token(base_dir: Path, 
     with pytest.raises(DataError, match=r"all 3 examples were dropped.*raise sft.max_seq_length"):
         train_sft(base_dir, rows, tmp_path / "sft", small_config(SFTConfig, max_seq_length=16, max_steps=1))
     assert not (tmp_path / "sft").exists()
+
+
+def test_the_reward_model_keeps_a_prompts_tokens_and_scores_the_same(base_dir: Path, tmp_path: Path) -> None:
+    """PromptCachedScorer: each prompt's tokens go through the model once and stay (the most recent max_prompts),
+    each sequence then runs only its own tokens; the scores are score_ids' to float rounding, including a
+    sequence that does not start with the kept tokens (scored whole) and prompts dropped and computed again."""
+    from okapi.reward import PromptCachedScorer, load_reward_model, reward_input_ids, score_ids
+
+    rm_dir = build_untrained_rm(base_dir, tmp_path / "rm")
+    model, tok = load_reward_model(rm_dir)
+    with torch.no_grad():
+        model.score.weight.normal_()  # an untrained head reads zeros: make the scores tell sequences apart
+    prompts = [format_prompt("Give three tips for a long and healthy life.", None), format_prompt("Say hi.", "x")]
+    seen: list[int] = []
+    hook = model.base_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True
+    )
+    scorer = PromptCachedScorer(model, tok, batch_size=3, max_prompts=1)
+    try:
+        for responses in (["Eat well.", "Sleep well and long.", "Hi!"], ["Walk.", "Run.", "Hello"]):
+            pairs = [prompts[0], prompts[0], prompts[1]]
+            seen.clear()
+            got = scorer(pairs, responses)
+            want = score_ids(
+                model, tok.pad_token_id, [reward_input_ids(tok, p, r) for p, r in zip(pairs, responses, strict=True)]
+            )
+            assert got == pytest.approx(want, abs=1e-5)
+            assert len(set(got)) == 3
+            prompt_len = [len(tok(text=p)["input_ids"]) for p in prompts]
+            # Each prompt's tokens once (max_prompts=1: the first is dropped when the second comes, so it is
+            # computed again at the next step), then only the responses' tokens; score_ids above runs whole rows.
+            assert seen[:2] == [
+                prompt_len[0],
+                max(len(tok(text=r + tok.eos_token)["input_ids"]) for r in responses[:2]),
+            ]
+            assert seen[2] == prompt_len[1] and seen[3] < prompt_len[1]
+            assert len(seen) == 5 and seen[4] >= prompt_len[0]  # score_ids, whole sequences
+        # A sequence that does not start with the kept tokens is scored whole, with the same score.
+        odd = [prompts[1]]
+        assert scorer(odd, ["Hi!"]) == pytest.approx(
+            scorer.__class__(model, tok, max_prompts=0)(odd, ["Hi!"]), abs=1e-5
+        )
+    finally:
+        hook.remove()
+    # Off: score_ids itself.
+    off = PromptCachedScorer(model, tok, max_prompts=0)
+    assert off(prompts, ["a", "b"]) == score_ids(
+        model, tok.pad_token_id, [reward_input_ids(tok, p, r) for p, r in zip(prompts, ["a", "b"], strict=True)]
+    )
