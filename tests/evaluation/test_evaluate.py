@@ -514,3 +514,30 @@ def test_reference_models_from_params_are_validated_and_evaluated(tmp_path, tiny
         rows = read_jsonl(tmp_path / "docs" / f"{model}_arc.jsonl", required=("doc_id", "acc", "acc_norm"))
         assert [r["doc_id"] for r in rows] == [0, 1]
         assert sum(r["acc_norm"] for r in rows) / 2 == pytest.approx(result[model]["arc"]["acc_norm"])
+
+
+def test_choices_share_their_context_with_lm_evals_loglikelihoods(tiny_model_dir):
+    """evaluate.share_context: a context's choices are scored after one pass over it, with HFLM's log-likelihoods
+    and greedy flags (to float rounding), in the requests' order, each answer given to lm-eval's cache hook;
+    requests HFLM would truncate go to HFLM's own method."""
+    shared = load_lm(tiny_model_dir, EvalConfig(batch_size=2))
+    plain = load_lm(tiny_model_dir, EvalConfig(batch_size=2, share_context=False))
+    assert type(shared).__name__ == "SharedContextHFLM" and type(plain).__name__ == "HFLM"
+    tok = shared.tokenizer
+    ctx_a = tok("Question: which of these is a fruit? Answer:")["input_ids"]
+    ctx_b = tok("Pregunta: ¿cuál es la capital? Respuesta:")["input_ids"]
+    conts = [tok(" an apple")["input_ids"], tok(" a stone that is grey")["input_ids"], tok(" B")["input_ids"]]
+    requests = [(("a", str(i)), ctx_a, c) for i, c in enumerate(conts)] + [(("b", "0"), ctx_b, conts[1])]
+    requests.insert(1, (("b", "1"), ctx_b, conts[0]))  # contexts interleaved: answers keep the requests' order
+    added = []
+    shared.cache_hook.add_partial = lambda kind, request, answer: added.append((request, answer))
+    got = shared._loglikelihood_tokens(requests)
+    want = plain._loglikelihood_tokens(requests)
+    assert [g[1] for g in got] == [w[1] for w in want]
+    assert [g[0] for g in got] == pytest.approx([w[0] for w in want], abs=1e-4)
+    assert sorted(added) == sorted((r[0], g) for r, g in zip(requests, got, strict=True))
+    # Longer than the model's context: HFLM's method (which truncates from the left), the same answers as plain.
+    long_ctx = ctx_a * (plain.max_length // len(ctx_a) + 1)
+    assert shared._loglikelihood_tokens([(None, long_ctx, conts[0])]) == plain._loglikelihood_tokens(
+        [(None, long_ctx, conts[0])]
+    )
