@@ -321,6 +321,8 @@ def _shared_context_lm_class() -> type:
     import torch
     from lm_eval.models.huggingface import HFLM
 
+    from okapi.modeling import last_logits_only
+
     class SharedContextHFLM(HFLM):  # type: ignore[misc, valid-type]
         @torch.no_grad()
         def _loglikelihood_tokens(
@@ -336,7 +338,8 @@ def _shared_context_lm_class() -> type:
             answers: list[tuple[float, bool] | None] = [None] * len(requests)
             width = self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else 8
             for ctx, members in groups.items():
-                out = self.model(input_ids=torch.tensor([ctx[:-1]], device=self.device), use_cache=True)
+                ids = torch.tensor([ctx[:-1]], device=self.device)
+                out = self.model(input_ids=ids, use_cache=True, **last_logits_only(self.model))  # keys and values kept
                 for start in range(0, len(members), width):
                     chunk = members[start : start + width]
                     for i, answer in zip(chunk, self._after(ctx, out.past_key_values, chunk, requests), strict=True):

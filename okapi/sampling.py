@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from okapi.config import check
 from okapi.io import DataError
-from okapi.modeling import default_device, load_causal_lm
+from okapi.modeling import default_device, last_logits_only, load_causal_lm
 from okapi.prompting import format_prompt
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,13 @@ def _shared_prefill(
     ids, mask = prompt_ids[distinct], prompt_mask[distinct]
     # generate()'s own position ids for left-padded prompts: count the real tokens, 0 on padding.
     pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True)
+    out = model(
+        input_ids=ids[:, :-1],
+        attention_mask=mask[:, :-1],
+        position_ids=pos[:, :-1],
+        use_cache=True,
+        **last_logits_only(model),  # only the keys and values are kept
+    )
     cache = out.past_key_values
     cache.reorder_cache(of_row)
     expand = num_return_sequences

@@ -65,3 +65,22 @@ def test_a_multi_process_launch_that_runs_alone_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU"):
         check_launch(1)
     check_launch(2)
+
+
+def test_last_logits_only_keeps_the_keys_and_values_and_one_position(tiny_model_dir) -> None:
+    """A pass kept for its cache computes the last position's logits only, with the same keys and values."""
+    import torch
+
+    from okapi.modeling import last_logits_only, load_causal_lm
+
+    lm, _tok = load_causal_lm(tiny_model_dir, for_training=False)
+    assert last_logits_only(lm) == {"logits_to_keep": 1}
+    assert last_logits_only(torch.nn.Linear(2, 2)) == {}
+    ids = torch.tensor([[3, 5, 7, 9, 11]])
+    with torch.no_grad():
+        full = lm(input_ids=ids, use_cache=True)
+        last = lm(input_ids=ids, use_cache=True, **last_logits_only(lm))
+    assert last.logits.shape[1] == 1 and full.logits.shape[1] == 5
+    torch.testing.assert_close(last.logits[:, -1], full.logits[:, -1])
+    for a, b in zip(full.past_key_values.layers, last.past_key_values.layers, strict=True):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
