@@ -321,7 +321,7 @@ def _shared_context_lm_class() -> type:
     import torch
     from lm_eval.models.huggingface import HFLM
 
-    from okapi.modeling import last_logits_only
+    from okapi.sampling import last_logits_only
 
     class SharedContextHFLM(HFLM):  # type: ignore[misc, valid-type]
         @torch.no_grad()

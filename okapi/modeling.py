@@ -172,21 +172,6 @@ def load_causal_lm(model_dir: str | os.PathLike[str], *, for_training: bool) -> 
     return model, tokenizer
 
 
-def last_logits_only(model: nn.Module) -> dict[str, Any]:
-    """Keyword arguments for a causal LM's forward that compute the logits of the last position only
-    (``logits_to_keep=1``, as generate() passes for its prefill), where the forward takes them: a pass kept for its
-    keys and values then skips the vocabulary projection of every other position (for BLOOM's 250K vocabulary and
-    16 x 300 prompt tokens, 2.4 GB of bf16 logits)."""
-    import inspect
-
-    forward = getattr(model, "forward", None)
-    try:
-        takes = forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
-    except (TypeError, ValueError):
-        takes = False
-    return {"logits_to_keep": 1} if takes else {}
-
-
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (e.g. ``model.layers`` of a Llama), found by its length."""
     n_layers = model.config.get_text_config().num_hidden_layers

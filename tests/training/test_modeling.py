@@ -71,7 +71,8 @@ def test_last_logits_only_keeps_the_keys_and_values_and_one_position(tiny_model_
     """A pass kept for its cache computes the last position's logits only, with the same keys and values."""
     import torch
 
-    from okapi.modeling import last_logits_only, load_causal_lm
+    from okapi.modeling import load_causal_lm
+    from okapi.sampling import last_logits_only
 
     lm, _tok = load_causal_lm(tiny_model_dir, for_training=False)
     assert last_logits_only(lm) == {"logits_to_keep": 1}
