@@ -61,7 +61,9 @@ class LiveCurves:
 
     def log(self, row: dict[str, Any]) -> None:
         self.live.step = int(row["step"])
-        for key, value in row.items():
+        # In name order, as the checkpoint's history (write_json sorts keys) replays them on resume: metrics.json
+        # then has the same bytes whether the run resumed or not.
+        for key, value in sorted(row.items()):
             if key != "step" and isinstance(value, (int, float)):
                 self.live.log_metric(key, value)
         self.live.make_summary()

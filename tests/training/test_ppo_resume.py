@@ -231,6 +231,7 @@ def test_stage_logs_dvclive_curves_and_resumes(
     # DVC empties the stage's outputs before a rerun but keeps the persistent checkpoint: nothing is trained again
     # and the curves come back whole from the checkpoint's history.
     first_metrics = json.loads((tmp_path / "metrics/ppo/vi.json").read_text())
+    first_summary = (live / "metrics.json").read_bytes()
     for out in ("models/vi/ppo", "metrics/ppo/vi/live/plots", "metrics/ppo/vi/live/metrics.json"):
         path = tmp_path / out
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -239,4 +240,5 @@ def test_stage_logs_dvclive_curves_and_resumes(
     assert "resuming from step 3 of 3" in ppo_log.text
     assert json.loads((tmp_path / "metrics/ppo/vi.json").read_text()) == first_metrics
     assert [int(r["step"]) for r in _tsv(live / "plots/metrics/kl.tsv")] == [1, 2, 3]
+    assert (live / "metrics.json").read_bytes() == first_summary  # the same bytes, keys in the same order
     assert (tmp_path / "models/vi/ppo" / VALUE_HEAD_FILE).is_file()
