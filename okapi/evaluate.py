@@ -316,12 +316,10 @@ def _shared_context_lm_class() -> type:
     that last token and its own tokens but the last, as lm-eval's input (context + choice)[:-1] does; the
     log-probabilities of the choice's tokens, their sum and the greedy check are lm-eval's. Requests lm-eval would
     truncate (longer than the model's context) and non-causal models go to HFLM's own method."""
-    import copy
-
     import torch
     from lm_eval.models.huggingface import HFLM
 
-    from okapi.sampling import last_logits_only
+    from okapi.sampling import forward_after_prefix, last_logits_only
 
     class SharedContextHFLM(HFLM):  # type: ignore[misc, valid-type]
         @torch.no_grad()
@@ -354,25 +352,9 @@ def _shared_context_lm_class() -> type:
         ) -> list[tuple[float, bool]]:
             """(log-likelihood, greedy) of each request in ``chunk``, all with context ``ctx`` (cached but its
             last token)."""
-            n = len(ctx) - 1
             inputs = [[ctx[-1], *requests[i][2][:-1]] for i in chunk]
-            width = max(len(x) for x in inputs)
-            ids = torch.zeros((len(chunk), width), dtype=torch.long)
-            mask = torch.zeros((len(chunk), n + width), dtype=torch.long)
-            mask[:, :n] = 1
-            for j, x in enumerate(inputs):
-                ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-                mask[j, n : n + len(x)] = 1
-            past = copy.deepcopy(cache)
-            past.batch_repeat_interleave(len(chunk))
-            position_ids = torch.arange(n, n + width).unsqueeze(0).expand(len(chunk), -1)
-            logits = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=position_ids.to(self.device),
-                past_key_values=past,
-                use_cache=True,
-            ).logits
+            # Padded with id 0 after each row's own tokens: masked, and no real position reads them.
+            logits = forward_after_prefix(self.model, cache, len(ctx) - 1, inputs, 0).logits
             logp = torch.nn.functional.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
             out = []
             for j, i in enumerate(chunk):

@@ -8,7 +8,6 @@ and evaluation see exactly the inputs the reward model was trained on.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,26 +197,12 @@ class PromptCachedScorer:
 
     def _score_after(self, n: int, cache: Any, chunk: list[tuple[int, ...]], pad: int) -> list[float]:
         """Scores of sequences that start with the cached n tokens: only their own tokens run."""
-        device = next(self.model.parameters()).device
-        width = max(len(s) - n for s in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), n + width), dtype=torch.long)
-        mask[:, :n] = 1
-        for j, seq in enumerate(chunk):
-            ids[j, : len(seq) - n] = torch.tensor(seq[n:], dtype=torch.long)
-            mask[j, n : len(seq)] = 1
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(chunk))
-        position_ids = torch.arange(n, n + width, device=device).unsqueeze(0).expand(len(chunk), -1)
-        hidden = self.model.base_model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=position_ids,
-            past_key_values=past,
-            use_cache=True,
-        ).last_hidden_state
-        last = torch.tensor([len(s) - n - 1 for s in chunk], device=device)
-        logits = self.model.score(hidden[torch.arange(len(chunk), device=device), last])
+        from okapi.sampling import forward_after_prefix
+
+        rows = [list(s[n:]) for s in chunk]
+        hidden = forward_after_prefix(self.model.base_model, cache, n, rows, pad).last_hidden_state
+        last = torch.tensor([len(r) - 1 for r in rows], device=hidden.device)
+        logits = self.model.score(hidden[torch.arange(len(rows), device=hidden.device), last])
         return [float(x) for x in logits[:, 0].float().cpu()]
 
 

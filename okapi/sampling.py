@@ -127,6 +127,32 @@ def last_logits_only(model: Any) -> dict[str, Any]:
     return {"logits_to_keep": 1} if takes else {}
 
 
+def forward_after_prefix(module: Any, cache: Any, n: int, rows: list[list[int]], pad_id: int) -> Any:
+    """``module``'s output for token rows that all follow the same ``n`` tokens whose keys and values are ``cache``
+    (a batch of one): the rows right-padded with ``pad_id`` into one batch, the cache copied to every row (the
+    caller's stays as it was), positions counted from ``n``. Row j's own tokens are positions
+    ``[:len(rows[j])]`` of the output."""
+    import copy
+
+    device = next(module.parameters()).device
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), n + width), dtype=torch.long)
+    mask[:, :n] = 1
+    for j, row in enumerate(rows):
+        ids[j, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[j, n : n + len(row)] = 1
+    past = copy.deepcopy(cache)
+    past.batch_repeat_interleave(len(rows))
+    return module(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=torch.arange(n, n + width, device=device).unsqueeze(0).expand(len(rows), -1),
+        past_key_values=past,
+        use_cache=True,
+    )
+
+
 def _shared_prefill(
     model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, num_return_sequences: int
 ) -> tuple[torch.Tensor, torch.Tensor, Any] | None:
